@@ -1,0 +1,102 @@
+"""`codestral-lsp bench typing`: replay typing a file and time a completion after every keystroke.
+
+A region of FILE (default: its middle third, by lines) is removed and typed back one character at a
+time. After each keystroke a completion is requested at the cursor through the same pipeline the
+server uses (context windows, stop rules; no typeahead cache), once per mode, so every mode sees the
+same events in the same process:
+
+    cold         no reuse: the session cache is reset before each request
+    cache        the session cache keeps the longest common token prefix
+    cache+ngram  cache, plus speculative decoding drafted by prompt lookup
+    cache+draft  cache, plus speculative decoding with the draft model
+
+`identical_outputs` says whether all modes produced the same completion text at every event
+(greedy decoding must make them identical).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+from .evaluate import percentile
+from .pipeline import Completer, Document
+from .server import language_from_uri
+
+MODES = ("cold", "cache", "cache+ngram", "cache+draft")
+
+
+def typing_events(text: str, events: int | None, region: tuple[int, int] | None = None) -> list[tuple[str, int]]:
+    """(document text, cursor offset) after each keystroke of re-typing the region (default: middle third).
+
+    Example: text "a\\nb\\nc\\n" has 3 lines; the middle third is line 2, "b\\n" = text[2:4]. Typing it
+    back gives two events: ("a\\nbc\\n", 3) after "b", and ("a\\nb\\nc\\n", 4) after the newline.
+    """
+    if region is None:
+        lines = text.splitlines(keepends=True)
+        third = len(lines) // 3
+        start = sum(len(line) for line in lines[:third])
+        end = start + sum(len(line) for line in lines[third: 2 * third])
+    else:
+        start, end = region
+    typed = text[start:end]
+    before, after = text[:start], text[end:]
+    out = []
+    for i in range(1, len(typed) + 1):
+        out.append((before + typed[:i] + after, start + i))
+        if events is not None and len(out) >= events:
+            break
+    return out
+
+
+def mode_completer(engine, base_settings, mode: str) -> Completer:
+    settings = copy.deepcopy(base_settings)
+    settings.speculative.mode = {"cache+ngram": "ngram", "cache+draft": "draft"}.get(mode, "off")
+    settings.completion.timeout_ms = 60_000  # the benchmark measures, it does not cut
+    return Completer(engine, settings)
+
+
+def bench_typing(engine, path: str | Path, events: int = 200, modes: tuple[str, ...] = ("cold", "cache"),
+                 settings=None, progress=None) -> dict:
+    from .settings import Settings
+
+    text = Path(path).read_text(encoding="utf-8")
+    language = language_from_uri(str(path))
+    evs = typing_events(text, events)
+    completers = {m: mode_completer(engine, settings or Settings(), m) for m in modes}
+    records = {m: [] for m in modes}
+    outputs = {m: [] for m in modes}
+    for n, (doc_text, offset) in enumerate(evs, 1):
+        for mode in modes:
+            doc = Document(f"bench://{mode}", language, doc_text, version=n)
+            if mode == "cold":
+                engine.sessions.drop(doc.uri)
+            start = time.perf_counter()
+            result = completers[mode].complete(doc, offset, use_recent=False)
+            records[mode].append(((time.perf_counter() - start) * 1000, result.stats))
+            outputs[mode].append(result.suggestion.text if result.suggestion else "")
+        if progress:
+            progress(n, len(evs))
+    identical = all(outputs[m] == outputs[modes[0]] for m in modes)
+    return {"events": len(evs), "identical_outputs": identical,
+            "modes": {m: summarize(records[m]) for m in modes}}
+
+
+def summarize(records: list[tuple[float, dict]]) -> dict:
+    latencies = [ms for ms, _ in records]
+    stats = [s for _, s in records]
+    n = max(1, len(stats))
+    generated = sum(s.get("generated_tokens", 0) for s in stats)
+    decode_s = sum(s.get("decode_ms", 0.0) for s in stats) / 1000
+    drafted = sum(s.get("drafted_tokens", 0) for s in stats)
+    accepted = sum(s.get("accepted_tokens", 0) for s in stats)
+    return {
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "mean_prompt_tokens": sum(s.get("prompt_tokens", 0) for s in stats) / n,
+        "mean_reused_tokens": sum(s.get("reused_tokens", 0) for s in stats) / n,
+        "mean_generated_tokens": generated / n,
+        "decode_tokens_per_s": generated / decode_s if decode_s > 0 else None,
+        "acceptance_rate": accepted / drafted if drafted else None,
+    }

@@ -1,0 +1,186 @@
+"""The `codestral-lsp` command (DESIGN.md section 4). With --json the last line is one JSON object;
+progress goes to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_engine(args):
+    from engine import CheckpointError, Engine
+
+    try:
+        return Engine.load(args.model, device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"),
+                           quantize=getattr(args, "quantize", None))
+    except (CheckpointError, ValueError, OSError) as exc:
+        sys.exit(f"codestral-lsp: cannot load the model: {exc}")
+
+
+def cmd_serve(args) -> None:
+    from .server import create_server
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    server = create_server(args.model)
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+
+
+def parse_location(spec: str) -> tuple[Path, int, int]:
+    """FILE:LINE:COL, both 1-based (COL counts characters)."""
+    try:
+        path, line, col = spec.rsplit(":", 2)
+        return Path(path), int(line), int(col)
+    except ValueError:
+        sys.exit(f"codestral-lsp: expected FILE:LINE:COL (1-based), got {spec!r}")
+
+
+def cmd_complete(args) -> None:
+    from .pipeline import Completer, Document
+    from .server import language_from_uri
+
+    path, line, col = parse_location(args.location)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        sys.exit(f"codestral-lsp: cannot read {path}: {exc}")
+    lines = text.splitlines(keepends=True) or [""]
+    if not 1 <= line <= len(lines) + 1:
+        sys.exit(f"codestral-lsp: {path} has {len(lines)} lines; line {line} is out of range")
+    start = sum(len(x) for x in lines[: line - 1])
+    current = lines[line - 1].rstrip("\r\n") if line <= len(lines) else ""
+    if not 1 <= col <= len(current) + 1:
+        sys.exit(f"codestral-lsp: line {line} has {len(current)} characters; column {col} is out of range")
+    offset = start + col - 1
+    engine = load_engine(args)
+    completer = Completer(engine)
+    completer.settings.completion.max_tokens = args.max_tokens
+    completer.settings.completion.timeout_ms = 120_000  # a one-off command waits for its answer
+    result = completer.complete(Document(str(path), language_from_uri(str(path)), text), offset, use_recent=False)
+    suggestion = result.suggestion.text if result.suggestion else ""
+    if args.json:
+        print(json.dumps({"completion": suggestion, "latency_ms": round(result.latency_ms, 1), **result.stats}))
+    else:
+        print(suggestion)
+        progress(f"[{result.latency_ms:.0f} ms, {result.stats.get('generated_tokens', 0)} tokens, "
+                 f"stop: {result.stats.get('stop_reason')}]")
+
+
+def cmd_info(args) -> None:
+    engine = load_engine(args)
+    info = engine.info()
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            print(f"{key:22} {value}")
+
+
+def cmd_eval(args) -> None:
+    from .evaluate import evaluate, read_records
+    from .pipeline import Completer
+
+    records = read_records(args.data)[: args.limit]
+    engine = load_engine(args)
+    completer = Completer(engine)
+    completer.settings.speculative.mode = "off"
+    completer.settings.completion.timeout_ms = 600_000  # scores must not depend on the machine's load
+
+    def report(n, total, exact):
+        if n % 10 == 0 or n == total:
+            progress(f"{n}/{total} exact {exact}")
+
+    result = evaluate(completer, records, execute=args.execute, progress=report)
+    print(json.dumps(result) if args.json else "\n".join(f"{k:16} {v}" for k, v in result.items()))
+
+
+def cmd_bench(args) -> None:
+    from .bench import MODES, bench_typing
+
+    modes = tuple(m.strip() for m in args.modes.split(",")) if args.modes else ("cold", "cache")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        sys.exit(f"codestral-lsp: unknown mode {', '.join(unknown)}; modes are {', '.join(MODES)}")
+    engine = load_engine(args)
+    if "cache+draft" in modes:
+        engine.attach_draft(args.draft)
+
+    def report(n, total):
+        if n % 20 == 0 or n == total:
+            progress(f"{n}/{total} events")
+
+    result = bench_typing(engine, args.file, args.events, modes, progress=report)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+def cmd_train(args) -> None:
+    from engine import train
+
+    train.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="codestral-lsp", description="Inline code completions from a local "
+                                "Codestral-style model, over LSP.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_model(sp):
+        sp.add_argument("--model", help="checkpoint folder (Mistral or Hugging Face format); default: embedded")
+        sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        sp.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+        sp.add_argument("--quantize", default=None, choices=["int8"])
+        return sp
+
+    s = sub.add_parser("serve", help="run the language server (stdio unless --tcp)")
+    s.add_argument("--tcp", metavar="HOST:PORT")
+    s.add_argument("--model")
+    s.set_defaults(func=cmd_serve)
+
+    s = with_model(sub.add_parser("complete", help="print the completion at FILE:LINE:COL (1-based)"))
+    s.add_argument("location", metavar="FILE:LINE:COL")
+    s.add_argument("--max-tokens", type=int, default=64)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_complete)
+
+    s = with_model(sub.add_parser("eval", help="score completions on HumanEval-infilling style data"))
+    s.add_argument("data", metavar="DATA.jsonl[.gz]")
+    s.add_argument("--limit", type=int)
+    s.add_argument("--execute", action="store_true", help="run the tests for pass@1 (runs generated code)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("bench", help="benchmarks")
+    bench = s.add_subparsers(dest="bench", required=True)
+    t = with_model(bench.add_parser("typing", help="replay typing a file; latency per keystroke"))
+    t.add_argument("file")
+    t.add_argument("--events", type=int, default=200)
+    t.add_argument("--modes", help="comma-separated: cold,cache,cache+ngram,cache+draft")
+    t.add_argument("--draft", help="draft checkpoint for cache+draft (default: the embedded draft)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_bench)
+
+    s = with_model(sub.add_parser("info", help="model, tokenizer, device, dtype, memory"))
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_info)
+
+    from engine.train import add_arguments
+
+    s = sub.add_parser("train", help="train or fine-tune a FIM model on the CPU")
+    add_arguments(s)
+    s.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)

@@ -1,0 +1,99 @@
+"""`codestral-lsp eval`: fill HumanEval-infilling style gaps the way the server would, and score them.
+
+Each record is {"task_id", "prompt", "suffix", "canonical_solution", "test"?, "entry_point"?}: the
+document is prompt + suffix with the cursor between them. The completion goes through the same
+pipeline as the server (context windows, stop rules, post-processing), with no typeahead cache.
+
+Scores: exact match (completion == canonical solution, trailing whitespace ignored), edit similarity
+(1 - Levenshtein distance / longer length), and with --execute pass@1 (greedy): the program
+prompt + completion + suffix + test + check(entry_point) runs in a subprocess with a timeout, a
+memory limit and a temporary working folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .pipeline import Completer, Document
+
+
+def read_records(path: str | Path) -> list[dict]:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def levenshtein(a: str, b: str) -> int:
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def edit_similarity(a: str, b: str) -> float:
+    if not a and not b:
+        return 1.0
+    return 1.0 - levenshtein(a, b) / max(len(a), len(b))
+
+
+def run_program(program: str, timeout_s: float = 10.0, memory_mb: int = 1024) -> bool:
+    """Run untrusted generated code in a subprocess: a timeout, an address-space limit, a temp folder."""
+    limits = (f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory_mb << 20}, {memory_mb << 20})); "
+              f"resource.setrlimit(resource.RLIMIT_CPU, ({int(timeout_s)}, {int(timeout_s) + 1}))")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "program.py"
+        path.write_text(program)
+        try:
+            proc = subprocess.run([sys.executable, "-c", f"{limits}\nexec(open('program.py').read())"], cwd=tmp,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=timeout_s, env={"PATH": os.environ.get("PATH", ""), "HOME": tmp})
+        except subprocess.TimeoutExpired:
+            return False
+        return proc.returncode == 0
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def evaluate(completer: Completer, records: list[dict], execute: bool = False, progress=None) -> dict:
+    exact, similarity, passed, latencies = 0, 0.0, 0, []
+    for n, rec in enumerate(records, 1):
+        text = rec["prompt"] + rec["suffix"]
+        offset = len(rec["prompt"])
+        result = completer.complete(Document(f"eval://{rec['task_id']}", "python", text), offset, use_recent=False)
+        latencies.append(result.latency_ms)
+        completion = result.suggestion.text if result.suggestion else ""
+        end = result.suggestion.replace_end if result.suggestion else offset
+        target = rec["canonical_solution"]
+        exact += completion.rstrip() == target.rstrip()
+        similarity += edit_similarity(completion.rstrip(), target.rstrip())
+        if execute and rec.get("test") and rec.get("entry_point"):
+            program = text[:offset] + completion + text[end:] + "\n" + rec["test"] + f"\ncheck({rec['entry_point']})\n"
+            passed += run_program(program)
+        if progress:
+            progress(n, len(records), exact)
+    n = len(records)
+    return {
+        "n": n,
+        "exact_match": exact / n if n else None,
+        "edit_similarity": similarity / n if n else None,
+        "pass_at_1": passed / n if execute and n else None,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "model": str(completer.engine.checkpoint.folder) if completer.engine.checkpoint else None,
+    }

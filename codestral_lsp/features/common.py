@@ -1,0 +1,62 @@
+"""What inline completion and completion share: find the document, convert the cursor, ask the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lsprotocol import types
+
+from ..context import Suggestion
+from ..documents import PositionError, TextDocument
+from ..pipeline import Document
+from ..scheduler import Superseded
+from ..server import CodestralServer
+
+
+@dataclass
+class Answer:
+    doc: TextDocument
+    offset: int
+    suggestion: Suggestion
+
+    def replace_range(self, encoding: str) -> types.Range:
+        return types.Range(self.doc.position_at(self.offset, encoding),
+                           self.doc.position_at(self.suggestion.replace_end, encoding))
+
+
+async def suggest(ls: CodestralServer, uri: str, position: types.Position,
+                  options: types.FormattingOptions | None = None) -> Answer | None:
+    """The suggestion at a position, or None (not ready, unknown document, superseded, nothing useful)."""
+    if ls.completer is None or not ls.settings.completion.enabled:
+        return None
+    doc = ls.documents.get(uri)
+    if doc is None:
+        ls.log_message(f"codestral: completion asked for a document that is not open: {uri}",
+                       types.MessageType.Warning)
+        return None
+    try:
+        offset = doc.offset_at(position, ls.position_encoding)
+    except PositionError as exc:
+        ls.log_message(f"codestral: {exc}", types.MessageType.Warning)
+        return None
+    snapshot = Document(uri, doc.language_id, doc.text, doc.version)
+    others = ls.other_documents(uri)
+    completer = ls.completer
+    tab_size = options.tab_size if options else 4
+    insert_spaces = options.insert_spaces if options else True
+
+    hit = completer.recent.lookup(snapshot.text, offset)
+    if hit is not None:
+        return Answer(doc, offset, hit)
+
+    def work(cancelled):
+        return completer.complete(snapshot, offset, others, cancelled, tab_size, insert_spaces, use_recent=False)
+
+    try:
+        result = await ls.scheduler.run(uri, work, ls.settings.completion.debounce_ms / 1000)
+    except Superseded:
+        return None
+    ls.last_latency_ms = round(result.latency_ms, 1)
+    if result.suggestion is None or doc.text != snapshot.text:
+        return None
+    return Answer(doc, offset, result.suggestion)

@@ -1,0 +1,42 @@
+"""Open, edited and closed documents (textDocument/didOpen, didChange, didClose).
+
+Incremental sync: each change replaces a range given in the negotiated position encoding. A change
+that does not fit the document (the editor and server disagree) is logged, and the next full sync
+or reopen repairs it; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from ..documents import PositionError
+from ..server import CodestralServer, language_from_uri
+
+
+def register(server: CodestralServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: CodestralServer, params: types.DidOpenTextDocumentParams) -> None:
+        d = params.text_document
+        ls.documents.open(d.uri, d.language_id or language_from_uri(d.uri), d.version, d.text)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: CodestralServer, params: types.DidChangeTextDocumentParams) -> None:
+        doc = ls.documents.get(params.text_document.uri)
+        if doc is None:
+            ls.log_message(f"codestral: change to unknown document {params.text_document.uri}",
+                           types.MessageType.Warning)
+            return
+        for change in params.content_changes:
+            try:
+                doc.apply_change(change.text, getattr(change, "range", None), ls.position_encoding)
+            except PositionError as exc:
+                ls.log_message(f"codestral: ignored a change to {doc.uri}: {exc}", types.MessageType.Warning)
+                return
+        doc.version = params.text_document.version
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CodestralServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.documents.close(params.text_document.uri)
+        if ls.completer is not None:
+            ls.completer.parses.forget(params.text_document.uri)
+            ls.engine.sessions.drop(params.text_document.uri)

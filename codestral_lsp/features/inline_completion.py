@@ -1,0 +1,24 @@
+"""Ghost text: `textDocument/inlineCompletion` (LSP 3.18).
+
+The user sees grey text after the cursor as they type; Tab (in the editor) accepts it. The item's
+range starts at the cursor and may extend over text the suggestion replaces, such as an auto-closed
+bracket, so accepting never leaves a duplicate behind.
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from ..server import CodestralServer
+from .common import suggest
+
+
+def register(server: CodestralServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(ls: CodestralServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+        answer = await suggest(ls, params.text_document.uri, params.position)
+        if answer is None:
+            return types.InlineCompletionList(items=[])
+        item = types.InlineCompletionItem(insert_text=answer.suggestion.text,
+                                          range=answer.replace_range(ls.position_encoding))
+        return types.InlineCompletionList(items=[item])

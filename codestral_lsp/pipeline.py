@@ -1,0 +1,119 @@
+"""One completion, the way every entry point makes it: the server, `complete`, `eval` and `bench --lsp`.
+
+    document text + cursor offset
+      -> context windows (tree-sitter, token budgets, neighbour snippets)   context/windows.py
+      -> single- or multi-line, and the stop rule run during generation     context/postprocess.py
+      -> the engine's FIM completion (session cache, speculative decoding)  engine/
+      -> post-processing: suffix overlap, repeats, indentation              context/postprocess.py
+
+Typeahead: when the user types the first characters of the suggestion on screen, the rest of it is
+answered at once from `RecentCompletions`, without generating.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .context import (ParseCache, Suggestion, completion_mode, fim_window, neighbour_header, postprocess,
+                      stop_rule)
+from .settings import Settings
+
+
+@dataclass
+class Document:
+    uri: str
+    language_id: str
+    text: str
+    version: int = 0  # with the uri, the key of the parse cache: a new text needs a new version
+
+
+@dataclass
+class Result:
+    suggestion: Suggestion | None
+    stats: dict = field(default_factory=dict)
+    latency_ms: float = 0.0
+    source: str = "model"  # "model", "typeahead" or "cache"
+
+
+class RecentCompletions:
+    """Recent suggestions, for typeahead: answering while the user types what is on screen.
+
+    An entry remembers where its cursor was (`offset`), the text just before it, the text after it,
+    the suggestion and the text it replaced. A request at offset + n whose n new characters are the
+    first n characters of the suggestion, with the same text around, gets the rest of the suggestion.
+    Example: suggestion "range(10):" shown at offset 100; the user types "ra"; the request at 102
+    sees before[100:102] == "ra" and answers "nge(10):".
+    """
+
+    def __init__(self, size: int = 16, context_chars: int = 2000):
+        self.size, self.context_chars = size, context_chars
+        self.entries: list[tuple[int, str, str, str, str]] = []  # (offset, before tail, after head, text, replaced)
+
+    def put(self, text: str, offset: int, suggestion: Suggestion) -> None:
+        tail = text[max(0, offset - self.context_chars): offset]
+        head = text[suggestion.replace_end: suggestion.replace_end + self.context_chars]
+        self.entries.append((offset, tail, head, suggestion.text, text[offset: suggestion.replace_end]))
+        del self.entries[: -self.size]
+
+    def lookup(self, text: str, offset: int) -> Suggestion | None:
+        for old_offset, tail, head, suggestion, replaced in reversed(self.entries):
+            typed = text[old_offset: offset] if offset >= old_offset else None
+            if typed is None or len(typed) >= len(suggestion) or not suggestion.startswith(typed):
+                continue
+            if text[max(0, old_offset - self.context_chars): old_offset] != tail:
+                continue
+            end = offset + len(replaced)
+            if text[offset: end] != replaced or text[end: end + self.context_chars] != head:
+                continue
+            return Suggestion(suggestion[len(typed):], end)
+        return None
+
+
+class Completer:
+    """Turns (document, cursor) into a suggestion with an engine; holds the typeahead cache."""
+
+    def __init__(self, engine, settings: Settings | None = None):
+        self.engine = engine
+        self.settings = settings or Settings()
+        self.recent = RecentCompletions()
+        self.parses = ParseCache()
+        self._count = lambda s: len(engine.tokenizer.encode(s))
+
+    def window_for(self, doc: Document, offset: int, others: list[Document] = (), tree=None):
+        s = self.settings
+        header = ""
+        if s.context.neighbour_files and others:
+            line_start = doc.text.rfind("\n", 0, offset) + 1
+            anchor = doc.text[max(0, line_start - 1500): line_start]
+            header = neighbour_header(doc.language_id, anchor, [(o.uri, o.language_id, o.text) for o in others],
+                                      s.context.neighbour_files, s.context.neighbour_tokens, self._count)
+        return fim_window(doc.text, offset, doc.language_id, s.completion.prefix_tokens,
+                          s.completion.suffix_tokens, self._count, tree=tree, header=header)
+
+    def complete(self, doc: Document, offset: int, others: list[Document] = (),
+                 cancelled: Callable[[], bool] | None = None, tab_size: int = 4, insert_spaces: bool = True,
+                 use_recent: bool = True) -> Result:
+        start = time.perf_counter()
+        if use_recent:
+            hit = self.recent.lookup(doc.text, offset)
+            if hit is not None:
+                return Result(hit, {}, (time.perf_counter() - start) * 1000, "typeahead")
+        s = self.settings
+        tree = self.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
+        window = self.window_for(doc, offset, others, tree)
+        mode = completion_mode(doc.text, offset, doc.language_id, s.completion.multiline, tree)
+        gen = self.engine.stream(
+            window.prefix, window.suffix, max_tokens=s.completion.max_tokens,
+            temperature=s.completion.temperature, stop_fn=stop_rule(mode, doc.text, offset, doc.language_id),
+            deadline=time.monotonic() + s.completion.timeout_ms / 1000, cancelled=cancelled,
+            session=doc.uri, speculative=None if s.speculative.mode == "off" else s.speculative.mode)
+        for _ in gen:
+            pass
+        suggestion = None
+        if gen.stats.get("stop_reason") != "cancelled":
+            suggestion = postprocess(gen.text, doc.text, offset, doc.language_id, mode, tab_size, insert_spaces)
+        if suggestion is not None:
+            self.recent.put(doc.text, offset, suggestion)
+        return Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000)

@@ -1,0 +1,196 @@
+"""The language server: settings, open documents, the model, and the one inference worker.
+
+Features live in `features/`, one module each, registered by `create_server`. This class holds the
+state they share. The model loads on the worker in the background; until it is ready, completion
+requests get an empty answer at once and `codestral/status` says "loading".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+
+from . import __version__
+from .documents import DocumentStore
+from .pipeline import Completer, Document
+from .scheduler import Scheduler
+from .settings import Settings, parse_settings
+
+log = logging.getLogger(__name__)
+STATUS = "codestral/status"
+
+
+class CodestralProtocol(LanguageServerProtocol):
+    """Answers requests whose params fail validation with InvalidParams (-32602).
+
+    pygls reports such a request with a window/showMessage and never answers it, so the editor
+    would wait forever; we send the error response ourselves and drop the message.
+    """
+
+    def structure_message(self, data: dict[str, Any]):
+        try:
+            return super().structure_message(data)
+        except JsonRpcInvalidParams as exc:
+            if "id" in data and "method" in data:
+                self._send_response(data["id"], error=types.ResponseError(
+                    code=JsonRpcInvalidParams.CODE, message=f"invalid params for {data['method']}: {exc}"))
+            return _Dropped()
+
+    # Document sync is ours (features/documents.py): pygls's copy splits lines with str.splitlines,
+    # which also breaks at \x0c and \u2028 and so drifts from the editor's text. Plain methods
+    # without `method_name` are not registered as built-in features.
+    def lsp_text_document__did_open(self, params):
+        return None
+
+    def lsp_text_document__did_change(self, params):
+        return None
+
+    def lsp_text_document__did_close(self, params):
+        return None
+
+
+class _Dropped:
+    jsonrpc = "dropped"  # handle_message ignores messages whose version is not 2.0
+
+
+class CodestralServer(LanguageServer):
+    def __init__(self, model_path: str | None = None):
+        super().__init__("codestral-lsp", __version__, protocol_cls=CodestralProtocol,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.cli_model_path = model_path
+        self.settings = Settings()
+        self.scheduler = Scheduler()
+        self.documents = DocumentStore()
+        self.engine = None
+        self.completer: Completer | None = None
+        self.state, self.state_message = "loading", "starting"
+        self.last_latency_ms: float | None = None
+        self._loaded_key: tuple | None = None
+        self._load_lock = threading.Lock()
+
+    # -- settings -----------------------------------------------------------------------------------
+
+    def apply_settings(self, raw: Any) -> None:
+        """Replace the settings tree; report invalid values; reload the model if its settings changed."""
+        settings, problems = parse_settings(raw)
+        for problem in problems:
+            self.show(f"codestral settings: {problem}", types.MessageType.Warning)
+        self.settings = settings
+        if self.completer is not None:
+            self.completer.settings = settings
+        if self.engine is not None:
+            self.engine.spec_k, self.engine.spec_ngram = settings.speculative.k, settings.speculative.ngram
+        if self._loaded_key is not None and self._loaded_key != self.model_key():
+            self.start_loading()
+
+    def model_key(self) -> tuple:
+        m = self.settings.model
+        return (self.cli_model_path or m.path, m.device, m.dtype, m.quantize, self.settings.cache.sessions,
+                self.settings.cache.memory_mb, self.settings.speculative.draft_path, self.settings.speculative.mode)
+
+    # -- model ------------------------------------------------------------------------------------------
+
+    def start_loading(self) -> None:
+        key = self.model_key()
+        self._loaded_key = key
+        self.engine, self.completer = None, None
+        self.set_status("loading", "loading the model")
+        token = f"codestral-load-{time.monotonic_ns()}"
+        progress = self._begin_progress(token)
+        self.scheduler.submit_blocking(lambda: self._load(key, token if progress else None))
+
+    def _begin_progress(self, token: str) -> bool:
+        window = self.client_capabilities.window if self.client_capabilities else None
+        if not (window and window.work_done_progress):
+            return False
+        try:
+            self.work_done_progress.create(token)
+            self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                title="Codestral", message="loading the model", cancellable=False))
+        except Exception as exc:  # the client refused the token: progress is optional
+            log.debug("no progress: %s", exc)
+            return False
+        return True
+
+    def _load(self, key: tuple, token: str | None) -> None:
+        from engine import Engine
+
+        path, device, dtype, quantize, sessions, memory_mb, draft_path, spec_mode = key
+        started = time.perf_counter()
+        try:
+            engine = Engine.load(path, device=device, dtype=dtype, max_sessions=sessions,
+                                 cache_bytes=memory_mb * 2**20, quantize=None if quantize == "none" else quantize)
+            if spec_mode == "draft":
+                engine.attach_draft(draft_path)
+            engine.spec_k, engine.spec_ngram = self.settings.speculative.k, self.settings.speculative.ngram
+        except Exception as exc:  # a missing or corrupt model must not kill the server
+            log.exception("model load failed")
+            self.set_status("error", f"could not load the model: {exc}")
+            self.show(f"codestral: could not load the model: {exc}", types.MessageType.Error)
+            self._end_progress(token, "failed")
+            return
+        if key != self._loaded_key:  # settings changed while loading; a newer load is queued
+            return
+        self.engine = engine
+        self.completer = Completer(engine, self.settings)
+        seconds = time.perf_counter() - started
+        name = engine.checkpoint.folder.name if engine.checkpoint else "model"
+        self.set_status("ready", f"{name} loaded in {seconds:.1f}s on {engine.device}")
+        self.log_message(f"codestral: {name} loaded in {seconds:.1f}s ({engine.info()['parameters']:,} parameters, "
+                         f"{engine.dtype}, {engine.device})")
+        self._end_progress(token, "ready")
+
+    def _end_progress(self, token: str | None, message: str) -> None:
+        if token:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+
+    # -- documents -----------------------------------------------------------------------------------
+
+    @property
+    def position_encoding(self) -> str:
+        caps = self.server_capabilities
+        encoding = caps.position_encoding if caps is not None else None
+        return str(getattr(encoding, "value", encoding) or "utf-16")
+
+    def other_documents(self, uri: str) -> list[Document]:
+        return [Document(d.uri, d.language_id, d.text) for d in self.documents.docs.values()
+                if d.uri != uri and len(d.text) < 1_000_000]
+
+    # -- talking to the user ----------------------------------------------------------------------------
+
+    def set_status(self, state: str, message: str) -> None:
+        self.state, self.state_message = state, message
+        self.protocol.notify(STATUS, {"state": state, "message": message, "lastLatencyMs": self.last_latency_ms,
+                                      "model": self.cli_model_path or self.settings.model.path or "embedded"})
+
+    def show(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def log_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        self.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+
+EXTENSIONS = {".py": "python", ".js": "javascript", ".jsx": "javascriptreact", ".ts": "typescript",
+              ".tsx": "typescriptreact", ".rs": "rust", ".go": "go", ".java": "java", ".c": "c", ".h": "c",
+              ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".lua": "lua"}
+
+
+def language_from_uri(uri: str) -> str:
+    dot = uri.rfind(".")
+    return EXTENSIONS.get(uri[dot:].lower(), "plaintext") if dot >= 0 else "plaintext"
+
+
+def create_server(model_path: str | None = None) -> CodestralServer:
+    from .features import code_actions, completion, documents, inline_completion, lifecycle
+
+    server = CodestralServer(model_path)
+    for feature in (lifecycle, documents, inline_completion, completion, code_actions):
+        feature.register(server)
+    return server

@@ -1,0 +1,93 @@
+"""Model hyper-parameters: one dataclass, readers for both checkpoint formats, named presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class ModelArgs:
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    hidden_dim: int
+    vocab_size: int = 32768
+    norm_eps: float = 1e-5
+    rope_theta: float = 1e6
+    sliding_window: int | None = None  # None: full causal attention
+    max_seq_len: int = 32768  # longest sequence the runtime will allocate a cache for
+
+    def __post_init__(self) -> None:
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+
+    @classmethod
+    def from_mistral_params(cls, params: dict) -> "ModelArgs":
+        """Read Mistral's `params.json` (keys as in mistral-inference)."""
+        window = params.get("sliding_window")
+        return cls(
+            dim=params["dim"],
+            n_layers=params["n_layers"],
+            n_heads=params["n_heads"],
+            n_kv_heads=params.get("n_kv_heads", params["n_heads"]),
+            head_dim=params.get("head_dim", params["dim"] // params["n_heads"]),
+            hidden_dim=params["hidden_dim"],
+            vocab_size=params["vocab_size"],
+            norm_eps=params.get("norm_eps", 1e-5),
+            rope_theta=params.get("rope_theta", 1e4),
+            sliding_window=window if window else None,
+            max_seq_len=params.get("max_seq_len", 32768),
+        )
+
+    @classmethod
+    def from_hf_config(cls, config: dict) -> "ModelArgs":
+        """Read Hugging Face's `config.json` for MistralForCausalLM."""
+        heads = config["num_attention_heads"]
+        window = config.get("sliding_window")
+        return cls(
+            dim=config["hidden_size"],
+            n_layers=config["num_hidden_layers"],
+            n_heads=heads,
+            n_kv_heads=config.get("num_key_value_heads", heads),
+            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+            hidden_dim=config["intermediate_size"],
+            vocab_size=config["vocab_size"],
+            norm_eps=config.get("rms_norm_eps", 1e-5),
+            rope_theta=config.get("rope_theta", (config.get("rope_parameters") or {}).get("rope_theta", 1e4)),
+            sliding_window=window if window else None,
+            max_seq_len=config.get("max_position_embeddings", 32768),
+        )
+
+    def to_mistral_params(self) -> dict:
+        params = asdict(self)
+        params["norm_eps"] = float(self.norm_eps)
+        return params
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def n_params(self) -> int:
+        attn = self.dim * self.head_dim * (2 * self.n_heads + 2 * self.n_kv_heads)
+        mlp = 3 * self.dim * self.hidden_dim
+        return self.n_layers * (attn + mlp + 2 * self.dim) + 2 * self.vocab_size * self.dim + self.dim
+
+
+PRESETS: dict[str, ModelArgs] = {
+    # Codestral-22B v0.1, as published by Mistral AI.
+    "codestral-22b": ModelArgs(dim=6144, n_layers=56, n_heads=48, n_kv_heads=8, head_dim=128,
+                               hidden_dim=16384, rope_theta=1e6),
+    # Mistral-7B v0.3: same tokenizer as Codestral, a natural speculative draft.
+    "mistral-7b": ModelArgs(dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, head_dim=128,
+                            hidden_dim=14336, rope_theta=1e6),
+    # The embedded default model trained by engine/train.py (see engine/models/*/MODEL_CARD.md).
+    "embedded": ModelArgs(dim=256, n_layers=6, n_heads=4, n_kv_heads=2, head_dim=64,
+                          hidden_dim=768, rope_theta=1e4, max_seq_len=2048),
+    # Its speculative draft: a quarter of the compute per token or less.
+    "embedded-draft": ModelArgs(dim=96, n_layers=2, n_heads=3, n_kv_heads=1, head_dim=32,
+                                hidden_dim=256, rope_theta=1e4, max_seq_len=2048),
+}

@@ -1,0 +1,240 @@
+"""The facade: load a checkpoint once, then complete fill-in-the-middle requests.
+
+    eng = Engine.load()                                  # the embedded default model
+    c = eng.complete("def add(a, b):\\n    return ", "\\n")
+    c.text, c.tokens, c.stats
+
+Each request names a session (a document, say); its cache keeps the tokens of the last request, so
+the next one prefills only what changed. `session=None` uses a private cache that is reset each time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .generate import Generation, Request, StopFn, decode, prefill
+from .kv_cache import CachePool, KVCache
+from .loading import Checkpoint, embedded_draft_dir, find_checkpoint, load_model
+from .model import Transformer
+from .sampling import SamplingParams
+from .tokenizer import Tokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: list[int]
+    stats: dict
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device, n_params: int) -> torch.dtype:
+    """`auto`: bfloat16 on CUDA, float16 on MPS; on the CPU float32 for small models (faster there:
+    measured by `codestral-lsp bench`), bfloat16 above 1B parameters to halve the memory."""
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+        return DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.bfloat16 if n_params > 1_000_000_000 else torch.float32
+
+
+class Engine:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, checkpoint: Checkpoint | None = None,
+                 max_context: int | None = None, max_sessions: int = 4, cache_bytes: int | None = None,
+                 prefill_chunk: int = 512):
+        self.model, self.tokenizer, self.checkpoint = model, tokenizer, checkpoint
+        self.args = model.args
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.max_context = min(max_context or 8192, self.args.max_seq_len)
+        self.prefill_chunk = prefill_chunk
+        self.sessions = CachePool(self.new_cache, max_sessions=max_sessions, max_bytes=cache_bytes)
+        self._private = None
+        self.draft: Engine | None = None
+        self.spec_k, self.spec_ngram = 4, 3  # speculative decoding: most tokens drafted, longest n-gram
+        if tokenizer.vocab_size != self.args.vocab_size:
+            raise ValueError(f"tokenizer {tokenizer.path.name} has {tokenizer.vocab_size} tokens but the model "
+                             f"has {self.args.vocab_size}")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "auto", dtype: str = "auto",
+             quantize: str | None = None, **options) -> "Engine":
+        """Load a checkpoint folder (None: the embedded default model). Raises CheckpointError."""
+        ckpt = find_checkpoint(path)
+        dev = pick_device(device)
+        torch_dtype = pick_dtype(dtype, dev, ckpt.args.n_params())
+        tokenizer = Tokenizer(ckpt.tokenizer_file)
+        model = load_model(ckpt, torch_dtype, dev)
+        if quantize == "int8":
+            from .quantize import quantize_int8
+
+            quantize_int8(model)
+        elif quantize not in (None, "none"):
+            raise ValueError(f"unknown quantization {quantize!r}: use int8 or none")
+        return cls(model, tokenizer, ckpt, **options)
+
+    def attach_draft(self, draft: "str | Path | Engine | None" = None) -> "Engine":
+        """Use another checkpoint with the same tokenizer as the speculative draft (None: the embedded draft)."""
+        if not isinstance(draft, Engine):
+            draft = Engine.load(draft if draft is not None else embedded_draft_dir(), device=str(self.device),
+                                max_context=self.max_context, max_sessions=self.sessions.max_sessions)
+        mine, theirs = self.tokenizer, draft.tokenizer
+        if mine.vocab_size != theirs.vocab_size or any(
+                mine.sp.id_to_piece(i) != theirs.sp.id_to_piece(i) for i in range(mine.vocab_size)):
+            raise ValueError(f"the draft model's tokenizer ({theirs.path}) differs from the target's ({mine.path}); "
+                             "speculative decoding needs the same vocabulary")
+        self.draft = draft
+        return draft
+
+    # -- caches ------------------------------------------------------------------------------------
+
+    def new_cache(self) -> KVCache:
+        a = self.args
+        window = a.sliding_window if a.sliding_window and a.sliding_window < self.max_context else None
+        capacity = window + self.prefill_chunk if window else self.max_context
+        return KVCache(a.n_layers, a.n_kv_heads, a.head_dim, capacity, window, self.dtype, self.device)
+
+    def cache_for(self, session: str | None) -> KVCache:
+        if session is not None:
+            return self.sessions.get(session)
+        if self._private is None:
+            self._private = self.new_cache()
+        self._private.reset()
+        return self._private
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def fim_tokens(self, prefix: str, suffix: str, max_tokens: int) -> list[int]:
+        """The FIM prompt, trimmed to leave room for max_tokens in a linear (non-ring) cache.
+
+        Trimming keeps the sequence start stable while the user types: the suffix keeps whole lines
+        from its start within a quarter of the room, and the prefix drops whole lines from its top in
+        blocks of 32, so the first kept line changes only once every 32 lines of growth.
+        """
+        tokens = self.tokenizer.encode_fim(prefix, suffix)
+        room = self.max_context - max_tokens - 1
+        if self.args.sliding_window and self.args.sliding_window < self.max_context or len(tokens) <= room:
+            return tokens
+        suffix_lines = suffix.splitlines(keepends=True)
+        while suffix_lines and len(self.tokenizer.encode_infill("".join(suffix_lines))) > room // 4:
+            suffix_lines = suffix_lines[: len(suffix_lines) // 2]
+        suffix = "".join(suffix_lines)
+        prefix_lines = prefix.splitlines(keepends=True)
+        for drop in range(32, len(prefix_lines) + 32, 32):
+            tokens = self.tokenizer.encode_fim("".join(prefix_lines[drop:]), suffix)
+            if len(tokens) <= room:
+                return tokens
+        return tokens[: 2] + tokens[-(room - 2):]  # one enormous line: keep its end
+
+    # -- inference ---------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def logits(self, tokens: list[int]) -> torch.Tensor:
+        """Logits [len(tokens), vocab] in float32, computed without any cache."""
+        x = torch.tensor([tokens], device=self.device)
+        return self.model(x)[0]
+
+    def stream(self, prefix: str, suffix: str = "", **kwargs) -> Generation:
+        """Iterate for text pieces; afterwards `.text`, `.tokens` and `.stats` hold the completion."""
+        max_tokens = kwargs.get("max_tokens", 64)
+        return self.stream_tokens(self.fim_tokens(prefix, suffix, max_tokens), **kwargs)
+
+    def complete(self, prefix: str, suffix: str = "", **kwargs) -> Completion:
+        gen = self.stream(prefix, suffix, **kwargs)
+        for _ in gen:
+            pass
+        return Completion(gen.text, gen.tokens, gen.stats)
+
+    def stream_tokens(self, prompt: list[int], max_tokens: int = 64, temperature: float = 0.0, top_k: int = 0,
+                      top_p: float = 1.0, stop: list[str] | tuple[str, ...] | None = None,
+                      stop_fn: StopFn | None = None, deadline: float | None = None, cancelled=None,
+                      session: str | None = None, seed: int | None = None,
+                      speculative: "str | None" = None) -> Generation:
+        """Generate after an already tokenized prompt (FIM or plain).
+
+        speculative: None or "off" (plain decoding), "ngram" (prompt lookup) or "draft" (the draft model
+        attached with `attach_draft`). Greedy outputs are identical in every mode.
+        """
+        request = Request(max_tokens, SamplingParams(temperature, top_k, top_p), tuple(stop or ()), stop_fn,
+                          deadline, cancelled, seed)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        return self._run(prompt, request, session, generator, speculative)
+
+    def _run(self, prompt: list[int], request: Request, session: str | None, generator,
+             speculative: str | None = None) -> Generation:
+        if not prompt:
+            raise ValueError("empty prompt")
+        cache = self.cache_for(session)
+        stats = {"prompt_tokens": len(prompt), "drafted_tokens": 0, "accepted_tokens": 0}
+        start = time.perf_counter()
+        with torch.inference_mode():
+            logits, reused = prefill(self.model, cache, prompt, self.prefill_chunk)
+        stats["reused_tokens"] = reused
+        stats["prefill_ms"] = (time.perf_counter() - start) * 1000.0
+        if speculative in (None, "off"):
+            steps = decode(self.model, cache, logits, request.sampling, generator)
+        else:
+            steps = self.speculative_steps(speculative, prompt, session, cache, logits, request, generator, stats)
+        steps = _inference_mode(steps)
+        return Generation(self.tokenizer, steps, request, stats, time.perf_counter())
+
+    def speculative_steps(self, mode, prompt, session, cache, logits, request, generator, stats):
+        """Decode steps that draft and verify several tokens at once (engine/speculative.py)."""
+        from .speculative import speculative_decode
+
+        return speculative_decode(self, mode, prompt, session, cache, logits, request, generator, stats)
+
+    def info(self) -> dict:
+        a = self.args
+        params = sum(p.numel() for p in self.model.parameters())
+        return {
+            "model": str(self.checkpoint.folder) if self.checkpoint else None,
+            "format": self.checkpoint.format if self.checkpoint else None,
+            "parameters": params,
+            "dim": a.dim, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_kv_heads": a.n_kv_heads,
+            "head_dim": a.head_dim, "hidden_dim": a.hidden_dim, "vocab_size": a.vocab_size,
+            "sliding_window": a.sliding_window, "rope_theta": a.rope_theta,
+            "max_context": self.max_context,
+            "tokenizer": str(self.tokenizer.path), "fim": self.tokenizer.supports_fim,
+            "instruct": self.tokenizer.supports_instruct,
+            "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+            "weights_mb": round(sum(p.numel() * p.element_size() for p in self.model.parameters()) / 2**20, 1),
+            "cache_mb_per_session": round(self.new_cache().nbytes / 2**20, 1),
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        }
+
+
+def _inference_mode(steps: Iterator[list[int]]) -> Iterator[list[int]]:
+    """Run each step of a generator under inference_mode (a context manager does not cross yields)."""
+    while True:
+        with torch.inference_mode():
+            try:
+                step = next(steps)
+            except StopIteration:
+                return
+        yield step

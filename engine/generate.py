@@ -1,0 +1,161 @@
+"""Prefill with prefix reuse, the decode loop, and the text-level stopping rules.
+
+Token level: `prefill` brings a session's cache up to a prompt, reusing the longest common token
+prefix, and `decode` yields one token at a time. The forward pass for a token runs only when the
+consumer asks for the next one, so a caller that stops early wastes no decode step.
+
+Text level: `Generation` turns those tokens into streamed text and stops at EOS, max_tokens, a stop
+string, the caller's stop callback, a deadline or a cancellation, filling in the stats of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+from .kv_cache import KVCache, common_prefix_length
+from .model import Transformer
+from .sampling import SamplingParams, sample
+from .tokenizer import Tokenizer
+
+StopFn = Callable[[str], "int | None"]  # text so far -> length of text to keep and stop, or None
+
+
+@dataclass
+class Request:
+    max_tokens: int = 64
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()
+    stop_fn: StopFn | None = None
+    deadline: float | None = None  # time.monotonic() after which generation stops
+    cancelled: Callable[[], bool] | None = None
+    seed: int | None = None
+
+
+def forward_tokens(model: Transformer, cache: KVCache, tokens: list[int], chunk: int) -> torch.Tensor:
+    """Append tokens to the cache in chunks; return logits for each appended position [T, V]."""
+    step = max(1, min(chunk, cache.max_chunk))
+    device = cache.k.device
+    out = []
+    for i in range(0, len(tokens), step):
+        piece = tokens[i: i + step]
+        x = torch.tensor([piece], device=device)  # [1, T]
+        out.append(model(x, len(cache.tokens), cache)[0])  # [T, V]
+        cache.tokens.extend(piece)
+    return torch.cat(out)
+
+
+def prefill(model: Transformer, cache: KVCache, prompt: list[int], chunk: int = 512) -> tuple[torch.Tensor, int]:
+    """Bring the cache to `prompt`; return (logits after its last token [V], tokens reused).
+
+    At least the last prompt token is always recomputed: its logits are what the first sample needs.
+    """
+    reused = min(common_prefix_length(cache.tokens, prompt), len(prompt) - 1)
+    if not cache.truncate(reused):
+        reused = 0
+    step = max(1, min(chunk, cache.max_chunk))
+    logits = None
+    device = cache.k.device
+    for i in range(reused, len(prompt), step):
+        piece = prompt[i: i + step]
+        logits = model(torch.tensor([piece], device=device), i, cache, last_only=True)
+        cache.tokens.extend(piece)
+    return logits[0, -1], reused
+
+
+def decode(model: Transformer, cache: KVCache, logits: torch.Tensor, sampling: SamplingParams,
+           generator: torch.Generator | None = None) -> Iterator[list[int]]:
+    """Yield one sampled token at a time (as a one-element list); stops when the cache is full."""
+    device = cache.k.device
+    limit = cache.max_positions
+    while True:
+        token = sample(logits, sampling, generator)
+        yield [token]
+        if limit is not None and len(cache.tokens) + 1 >= limit:
+            return
+        pos = len(cache.tokens)
+        logits = model(torch.tensor([[token]], device=device), pos, cache)[0, -1]
+        cache.tokens.append(token)
+
+
+def held_back(text: str, stops: tuple[str, ...]) -> int:
+    """How many trailing characters of text could still grow into a stop string."""
+    longest = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:n]):
+                longest = n
+                break
+    return longest
+
+
+class Generation:
+    """Iterate to receive text pieces; afterwards `text`, `tokens` and `stats` hold the result."""
+
+    def __init__(self, tokenizer: Tokenizer, steps: Iterator[list[int]], request: Request, stats: dict,
+                 started: float):
+        self.tokenizer, self.steps, self.request, self.stats = tokenizer, steps, request, stats
+        self.text, self.tokens = "", []
+        self._started = started
+        self._done = False
+
+    def __iter__(self) -> Iterator[str]:
+        req, decoder = self.request, self.tokenizer.stream_decoder()
+        emitted, raw = 0, ""
+        reason = "length"
+        try:
+            for step in self.steps:
+                cut = None
+                for token in step:
+                    if token == self.tokenizer.eos_id:
+                        reason = "eos"
+                        break
+                    self.tokens.append(token)
+                    raw += decoder.push(token)
+                    cut = self._stop_cut(raw)
+                    if cut is not None or len(self.tokens) >= req.max_tokens:
+                        break
+                if reason == "eos" or cut is not None:
+                    reason = "eos" if reason == "eos" else "stop"
+                    raw = raw if cut is None else raw[:cut]
+                    break
+                if len(self.tokens) >= req.max_tokens:
+                    reason = "max_tokens"
+                    break
+                safe = len(raw) - held_back(raw, req.stop)
+                if safe > emitted:
+                    yield raw[emitted:safe]
+                    emitted = safe
+                if req.cancelled is not None and req.cancelled():
+                    reason = "cancelled"
+                    break
+                if req.deadline is not None and time.monotonic() >= req.deadline:
+                    reason = "deadline"
+                    break
+            if reason in ("eos", "max_tokens", "length"):
+                raw += decoder.flush()
+            if len(raw) > emitted:
+                yield raw[emitted:]
+        finally:
+            self.steps.close() if hasattr(self.steps, "close") else None
+            self.text = raw
+            self._finish(reason)
+
+    def _stop_cut(self, raw: str) -> int | None:
+        cuts = [i for s in self.request.stop if (i := raw.find(s)) >= 0]
+        if self.request.stop_fn is not None:
+            keep = self.request.stop_fn(raw)
+            if keep is not None:
+                cuts.append(keep)
+        return min(cuts) if cuts else None
+
+    def _finish(self, reason: str) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.stats["generated_tokens"] = len(self.tokens)
+        self.stats["decode_ms"] = (time.perf_counter() - self._started) * 1000.0
+        self.stats["stop_reason"] = reason

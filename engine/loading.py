@@ -1,0 +1,221 @@
+"""Load a checkpoint folder in Mistral's or Hugging Face's format into a `Transformer`.
+
+Mistral's format: `params.json` + `consolidated.safetensors` + `tokenizer.model.v3` (or `tokenizer.model`).
+Hugging Face's: `config.json` + `model.safetensors` (or shards listed in `model.safetensors.index.json`)
++ `tokenizer.model`. The model is built on the meta device and filled tensor by tensor from the
+memory-mapped safetensors files; pickled checkpoints (`.pth`, `.bin`) are refused.
+
+Hugging Face stores wq and wk with their rows permuted for rotate-half RoPE; we rotate interleaved
+pairs like Mistral's reference, so those rows are permuted back (`unpermute_rows`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from .config import ModelArgs
+from .model import Transformer
+
+MODELS_DIR = Path(__file__).parent / "models"
+EMBEDDED_MODEL = "codestral-mini"
+PICKLED = ("*.pth", "*.pt", "*.bin", "*.ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be loaded; the message names the file and the problem."""
+
+
+@dataclass
+class Checkpoint:
+    folder: Path
+    format: str  # "mistral" or "hf"
+    args: ModelArgs
+    weight_files: list[Path]
+    tokenizer_file: Path
+
+
+def embedded_model_dir() -> Path:
+    return MODELS_DIR / EMBEDDED_MODEL
+
+
+def embedded_draft_dir() -> Path:
+    return MODELS_DIR / f"{EMBEDDED_MODEL}-draft"
+
+
+def find_checkpoint(folder: str | Path | None) -> Checkpoint:
+    """Inspect a folder and say what it holds, or raise CheckpointError with what is wrong."""
+    folder = Path(folder) if folder is not None else embedded_model_dir()
+    if not folder.is_dir():
+        hint = " (the embedded model is not installed with this copy)" if folder == embedded_model_dir() else ""
+        raise CheckpointError(f"{folder}: model folder does not exist{hint}")
+    if (folder / "params.json").is_file():
+        fmt, args = "mistral", _read_args(folder / "params.json", ModelArgs.from_mistral_params)
+        weights = _existing(folder, ["consolidated.safetensors"]) or sorted(folder.glob("consolidated*.safetensors"))
+        tokenizer = _existing(folder, ["tokenizer.model.v3", "tokenizer.model", "tokenizer.model.v2",
+                                       "tokenizer.model.v1"])
+    elif (folder / "config.json").is_file():
+        fmt, args = "hf", _read_args(folder / "config.json", ModelArgs.from_hf_config)
+        weights = _hf_weight_files(folder)
+        tokenizer = _existing(folder, ["tokenizer.model", "tokenizer.model.v3"])
+    else:
+        raise CheckpointError(f"{folder}: neither params.json (Mistral format) nor config.json "
+                              "(Hugging Face format) found")
+    if not weights:
+        pickled = [p.name for pattern in PICKLED for p in folder.glob(pattern)]
+        why = (f"only pickled weights ({', '.join(pickled)}); they are refused because loading them can run "
+               "arbitrary code: convert them to safetensors") if pickled else "no .safetensors weights"
+        raise CheckpointError(f"{folder}: {why}")
+    if not tokenizer:
+        tekken = " (tekken.json tokenizers are not supported)" if (folder / "tekken.json").exists() else ""
+        raise CheckpointError(f"{folder}: no SentencePiece tokenizer (tokenizer.model.v3 or tokenizer.model){tekken}")
+    return Checkpoint(folder, fmt, args, weights, tokenizer[0])
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+def _read_args(path: Path, parse) -> ModelArgs:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    try:
+        args = parse(data)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: missing key {exc}") from exc
+    except ZeroDivisionError as exc:
+        raise CheckpointError(f"{path}: the number of attention heads (or key-value heads) is zero") from exc
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: a value has the wrong type ({exc})") from exc
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "vocab_size"):
+        value = getattr(args, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise CheckpointError(f"{path}: {name} must be a positive integer, found {value!r}")
+    return args
+
+
+def _existing(folder: Path, names: list[str]) -> list[Path]:
+    return [folder / n for n in names if (folder / n).is_file()]
+
+
+def _hf_weight_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = _read_json(index)
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(n, str) for n in weight_map.values()):
+            raise CheckpointError(f"{index}: no \"weight_map\" object from tensor names to shard files")
+        names = sorted(set(weight_map.values()))
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise CheckpointError(f"{index}: lists shards that are missing: {', '.join(missing)}")
+        return [folder / n for n in names]
+    return _existing(folder, ["model.safetensors"])
+
+
+def unpermute_rows(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Undo Hugging Face's rotate-half permutation of wq/wk rows.
+
+    Per head, HF orders a head's D rows as [x0, x2, x4, ..., x1, x3, ...] (first halves of the pairs,
+    then second halves); Mistral keeps pairs together: [x0, x1, x2, x3, ...]. With D = 4:
+    HF rows [r0, r2, r1, r3] -> Mistral rows [r0, r1, r2, r3].
+    """
+    rows, cols = w.shape
+    return w.view(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def permute_rows(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """The inverse of `unpermute_rows`: Mistral's row order to Hugging Face's."""
+    rows, cols = w.shape
+    return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+HF_NAMES = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+}
+HF_LAYER_NAMES = {
+    "self_attn.q_proj": "attention.wq", "self_attn.k_proj": "attention.wk", "self_attn.v_proj": "attention.wv",
+    "self_attn.o_proj": "attention.wo", "mlp.gate_proj": "feed_forward.w1", "mlp.down_proj": "feed_forward.w2",
+    "mlp.up_proj": "feed_forward.w3", "input_layernorm": "attention_norm", "post_attention_layernorm": "ffn_norm",
+}
+
+
+def hf_to_mistral_name(name: str) -> str | None:
+    if name in HF_NAMES:
+        return HF_NAMES[name]
+    parts = name.split(".")  # model.layers.N.<module>.<sub>.weight
+    if len(parts) >= 5 and parts[:2] == ["model", "layers"]:
+        module = ".".join(parts[3:-1])
+        if module in HF_LAYER_NAMES:
+            return f"layers.{parts[2]}.{HF_LAYER_NAMES[module]}.{parts[-1]}"
+    return None  # e.g. rotary inv_freq buffers: not weights
+
+
+def read_tensors(ckpt: Checkpoint) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (our parameter name, tensor) from the memory-mapped files, HF names converted."""
+    for path in ckpt.weight_files:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                for key in f.keys():
+                    name = key if ckpt.format == "mistral" else hf_to_mistral_name(key)
+                    if name is None:
+                        continue
+                    tensor = f.get_tensor(key)
+                    if ckpt.format == "hf" and name.endswith(("attention.wq.weight", "attention.wk.weight")):
+                        heads = ckpt.args.n_heads if ".wq." in name else ckpt.args.n_kv_heads
+                        tensor = unpermute_rows(tensor, heads)
+                    yield name, tensor
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({exc})") from exc
+
+
+def load_model(ckpt: Checkpoint, dtype: torch.dtype, device: torch.device | str) -> Transformer:
+    with torch.device("meta"):
+        model = Transformer(ckpt.args)
+    expected = {name: p.shape for name, p in model.state_dict().items()}
+    state: dict[str, torch.Tensor] = {}
+    for name, tensor in read_tensors(ckpt):
+        if name not in expected:
+            raise CheckpointError(f"{ckpt.folder}: unexpected tensor {name!r}; does the config match the weights?")
+        if tensor.shape != expected[name]:
+            raise CheckpointError(f"{ckpt.folder}: tensor {name!r} has shape {tuple(tensor.shape)} but the config "
+                                  f"implies {tuple(expected[name])}; the config does not match the weights")
+        state[name] = tensor.to(device=device, dtype=dtype)
+    if "output.weight" not in state and "tok_embeddings.weight" in state:
+        state["output.weight"] = state["tok_embeddings.weight"]  # tied embeddings
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise CheckpointError(f"{ckpt.folder}: tensors missing from the weights: {shown}")
+    model.load_state_dict(state, assign=True)
+    return model.eval()
+
+
+def save_mistral_checkpoint(model: Transformer, folder: str | Path, tokenizer_file: str | Path | None = None,
+                            dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write a model as a Mistral-format folder (params.json + consolidated.safetensors)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.json").write_text(json.dumps(model.args.to_mistral_params(), indent=2) + "\n")
+    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "consolidated.safetensors"))
+    if tokenizer_file is not None:
+        target = folder / "tokenizer.model.v3"
+        if Path(tokenizer_file).resolve() != target.resolve():
+            target.write_bytes(Path(tokenizer_file).read_bytes())
+    return folder

@@ -1,0 +1,139 @@
+"""The Mistral architecture: RMSNorm (fp32), interleaved RoPE, grouped-query attention, SwiGLU.
+
+Parameter names follow Mistral's own checkpoints (`tok_embeddings`, `layers.N.attention.wq`, ...),
+so a `consolidated.safetensors` loads without renaming. Rotary embeddings rotate interleaved pairs
+(x0, x1), (x2, x3), ... as mistral-inference does; Hugging Face checkpoints are permuted back on load.
+
+Attention reads keys and values either from the current call only (no cache: training, `Engine.logits`)
+or from a `KVCache`, whose `attention_mask` says which cached slots each query may see.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelArgs
+from .kv_cache import KVCache
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).type_as(x)
+
+
+def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin for each position and pair: both [T, head_dim // 2], float32."""
+    freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    angles = positions.float()[:, None] * freqs[None, :]  # [T, D/2]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs. x: [B, T, H, D]; cos, sin: [T, D/2]."""
+    pairs = x.float().unflatten(-1, (-1, 2))  # [B, T, H, D/2, 2]
+    even, odd = pairs[..., 0], pairs[..., 1]
+    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+def causal_mask(positions: torch.Tensor, window: int | None) -> torch.Tensor | None:
+    """Mask for a cache-less call over consecutive positions: [T, T] bool, or None for plain causal."""
+    if window is None or window >= positions.numel():
+        return None
+    q, k = positions[:, None], positions[None, :]
+    return (k <= q) & (q - k < window)
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.args, self.layer_id = args, layer_id
+        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
+        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False)
+        self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
+        self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
+        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, slots: torch.Tensor | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
+        if cache is not None:
+            k, v = cache.update(self.layer_id, slots, k, v)  # [B, Hkv, S_used, D]
+        repeat = self.n_heads // self.n_kv_heads
+        if repeat > 1:
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        if mask is None and cache is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(out.transpose(1, 2).reshape(B, T, -1))  # [B, T, dim]
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=False)
+        self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
+        self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.attention = Attention(args, layer_id)
+        self.feed_forward = FeedForward(args)
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+
+    def forward(self, x, cos, sin, mask, cache, slots):
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache, slots)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+
+    def hidden(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None) -> torch.Tensor:
+        """Final normed hidden states. tokens: [B, T] at positions start_pos .. start_pos+T-1 -> [B, T, dim]."""
+        B, T = tokens.shape
+        positions = torch.arange(start_pos, start_pos + T, device=tokens.device)  # [T]
+        cos, sin = rope_tables(self.args.head_dim, positions, self.args.rope_theta)
+        if cache is None:
+            mask, slots = causal_mask(positions, self.args.sliding_window), None
+        else:
+            slots, mask = cache.begin(positions)  # slots: [T], mask: [T, S_used]
+        x = self.tok_embeddings(tokens)  # [B, T, dim]
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask, cache, slots)
+        return self.norm(x)
+
+    def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        """Logits [B, T, vocab] (or [B, 1, vocab] with last_only), float32."""
+        h = self.hidden(tokens, start_pos, cache)
+        if last_only:
+            h = h[:, -1:]
+        return self.output(h).float()

@@ -1,0 +1,108 @@
+"""SentencePiece tokenizers of Mistral's models (v1, v2, v3), FIM prompts, and incremental decoding.
+
+The FIM prompt is exactly what mistral-common's `encode_fim` produces:
+
+    [BOS, [SUFFIX], *suffix, [PREFIX], *prefix]
+
+with no [MIDDLE]: the model writes the middle straight after the prefix. The suffix is encoded
+without SentencePiece's dummy leading space (the "▁" that `encode` puts before any text).
+"""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+import sentencepiece as spm
+
+SPACE = "\u2581"  # SentencePiece's visible space
+
+
+class TokenizerError(ValueError):
+    pass
+
+
+class Tokenizer:
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        except (OSError, RuntimeError) as exc:
+            raise TokenizerError(f"{path}: not a readable SentencePiece model ({exc})") from exc
+        self.path = path
+        self.vocab_size = self.sp.vocab_size()
+        self.bos_id, self.eos_id = self.sp.bos_id(), self.sp.eos_id()
+        self.prefix_id = self._control("[PREFIX]")
+        self.suffix_id = self._control("[SUFFIX]")
+        self.middle_id = self._control("[MIDDLE]")
+        self.inst_id = self._control("[INST]")
+        # Per-id bytes for decoding; byte-fallback pieces "<0x0A>" are single raw bytes.
+        self._bytes = [self._piece_bytes(i) for i in range(self.vocab_size)]
+
+    def _control(self, piece: str) -> int | None:
+        i = self.sp.piece_to_id(piece)
+        return i if i != self.sp.unk_id() and self.sp.is_control(i) else None
+
+    def _piece_bytes(self, i: int) -> bytes:
+        if self.sp.is_control(i) or self.sp.is_unknown(i):
+            return b""
+        piece = self.sp.id_to_piece(i)
+        if self.sp.is_byte(i):
+            return bytes([int(piece[3:-1], 16)])
+        return piece.replace(SPACE, " ").encode("utf-8")
+
+    @property
+    def supports_fim(self) -> bool:
+        return self.prefix_id is not None and self.suffix_id is not None
+
+    @property
+    def supports_instruct(self) -> bool:
+        return self.inst_id is not None
+
+    def encode(self, text: str, bos: bool = False) -> list[int]:
+        """Plain encoding with the dummy leading space, as mistral-common encodes a prompt."""
+        ids = self.sp.encode(text)
+        return [self.bos_id, *ids] if bos else ids
+
+    def encode_infill(self, text: str) -> list[int]:
+        """Encode text that continues other text: no dummy leading space.
+
+        SentencePiece always adds "▁" before the text; encoding "☺" + text and dropping the first two
+        pieces ("▁" and "☺", both of which exist in the v3 vocabulary) leaves the text as it is.
+        """
+        return self.sp.encode("\u263a" + text)[2:]
+
+    def encode_fim(self, prefix: str, suffix: str) -> list[int]:
+        if not self.supports_fim:
+            raise TokenizerError(f"{self.path.name}: this tokenizer has no [PREFIX]/[SUFFIX] tokens, "
+                                 "so it cannot fill in the middle; use a v3 tokenizer (Codestral, Mistral v0.3)")
+        suffix_ids = self.encode_infill(suffix) if suffix else []
+        return [self.bos_id, self.suffix_id, *suffix_ids, self.prefix_id, *self.encode(prefix)]
+
+    def decode(self, ids: list[int]) -> str:
+        """Decode generated ids literally: a leading "▁" stays a space (unlike `sp.decode`)."""
+        return b"".join(self._bytes[i] for i in ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, i: int) -> bytes:
+        return self._bytes[i]
+
+    def stream_decoder(self) -> "StreamDecoder":
+        return StreamDecoder(self)
+
+
+class StreamDecoder:
+    """Turns ids into text as they arrive, never emitting half a UTF-8 character.
+
+    Byte-fallback tokens may split one character over several ids: "é" can arrive as <0xC3> <0xA9>.
+    The incremental UTF-8 decoder holds the first byte back until the second arrives.
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        return self.utf8.decode(self.tokenizer.token_bytes(token_id))
+
+    def flush(self) -> str:
+        return self.utf8.decode(b"", final=True)

@@ -1,0 +1,466 @@
+"""FIM training recipe for the embedded model (and for fine-tuning any small model on your own code).
+
+    codestral-lsp train --out RUN_DIR [--tokens 20e6] [--resume] [--corpus DIR ...] [--init MODEL_DIR]
+
+Each training example is a document window in Codestral's FIM order,
+
+    [BOS] [SUFFIX] suffix [PREFIX] prefix middle [EOS]
+
+tokenized piece by piece exactly as `Tokenizer.encode_fim` does at inference (prefix with the dummy
+leading space, suffix and middle without), so the token boundary at the cursor is the one the model
+will see. Middles are cut like an editor asks (the rest of a line, a few whole lines) or as random
+character spans (Bavarian et al. 2022); 10% of examples are plain left-to-right text.
+
+Compute goes where it matters: the 32k-way output projection is the costliest part on a CPU, so the
+loss is taken on every middle token and on a random quarter of the other positions.
+
+Examples are packed into fixed-length rows. Batches are a pure function of (seed, step), so a resumed
+run sees exactly the batches it would have seen. State (weights and AdamW moments) is saved as
+safetensors with a JSON sidecar; the model is exported in Mistral's folder format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import sysconfig
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata, util
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import xxhash
+from safetensors.torch import load_file, save_file
+
+from .config import PRESETS, ModelArgs
+from .loading import find_checkpoint, load_model, save_mistral_checkpoint
+from .model import Transformer
+from .tokenizer import Tokenizer
+
+IGNORE = -100
+# Permissively licensed pure-Python packages read from site-packages at training time (never committed).
+PACKAGES = ["numpy", "click", "flask", "jinja2", "werkzeug", "attr", "rich", "pygls", "lsprotocol",
+            "jsonschema", "setuptools", "pip", "libcst", "typer", "pydantic", "docutils", "networkx",
+            "sympy", "torch", "transformers"]
+MAX_FILE_CHARS = 400_000  # larger files are generated tables, not code
+HELDOUT_MODULUS = 50  # a file is held out when hash(path) % 50 == 0: about 2% of files
+
+
+def v3_tokenizer_path() -> Path:
+    """The Codestral/Mistral v3 SentencePiece model that mistral-common ships (Apache-2.0)."""
+    spec = util.find_spec("mistral_common")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("mistral-common is not installed: pip install mistral-common")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "mistral_instruct_tokenizer_240323.model.v3"
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing from this mistral-common release")
+    return path
+
+
+# -- corpus -----------------------------------------------------------------------------------------
+
+@dataclass
+class Source:
+    name: str
+    root: str
+    license: str
+    files: list[str]
+    chars: int
+
+
+def package_license(dist_name: str) -> str:
+    try:
+        meta = metadata.metadata(dist_name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+    expr = meta.get("License-Expression")
+    if expr:
+        return expr
+    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    if classifiers:
+        return "; ".join(classifiers)
+    return (meta.get("License") or "unknown").splitlines()[0][:80]
+
+
+def python_files(root: Path, skip_dirs: tuple[str, ...] = ()) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs and d != "__pycache__")
+        out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py")]
+    return out
+
+
+def gather_sources(extra_dirs: list[str] | None = None, packages: list[str] | None = None) -> list[Source]:
+    """The standard library, the listed packages that are installed, and any extra folders."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    roots = [("python-stdlib", stdlib, "PSF-2.0", ("site-packages", "idlelib", "turtledemo"))]
+    dist_of = metadata.packages_distributions()
+    for pkg in PACKAGES if packages is None else packages:
+        spec = util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        dist = (dist_of.get(pkg) or [pkg])[0]
+        roots.append((pkg, Path(spec.submodule_search_locations[0]), package_license(dist), ()))
+    for d in extra_dirs or []:
+        roots.append((Path(d).name, Path(d), "user-provided", (".git", "node_modules", ".venv")))
+    sources, seen = [], set()
+    for name, root, lic, skip in roots:
+        files, chars = [], 0
+        for path in python_files(root, skip):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            digest = xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass"))
+            if not text.strip() or len(text) > MAX_FILE_CHARS or digest in seen:
+                continue
+            seen.add(digest)
+            files.append(str(path))
+            chars += len(text)
+        sources.append(Source(name, str(root), lic, files, chars))
+    return sources
+
+
+def is_heldout(path: str, root: str) -> bool:
+    rel = os.path.relpath(path, root)
+    return xxhash.xxh64_intdigest(rel.encode()) % HELDOUT_MODULUS == 0
+
+
+class Corpus:
+    """Documents split into train and held-out by a hash of their path inside their package."""
+
+    def __init__(self, sources: list[Source]):
+        self.sources = sources
+        self.train, self.heldout = [], []
+        for s in sources:
+            for f in s.files:
+                (self.heldout if is_heldout(f, s.root) else self.train).append(f)
+        self._cache: dict[str, str] = {}
+        # Sample files in proportion to their size, capped so huge files do not dominate.
+        self.weights = [min(os.path.getsize(f), 60_000) for f in self.train]
+
+    def text(self, path: str) -> str:
+        if path not in self._cache:
+            if len(self._cache) > 4000:
+                self._cache.clear()
+            self._cache[path] = Path(path).read_text(encoding="utf-8")
+        return self._cache[path]
+
+    def manifest(self) -> list[dict]:
+        return [{"name": s.name, "license": s.license, "files": len(s.files), "chars": s.chars,
+                 "heldout_files": sum(is_heldout(f, s.root) for f in s.files)} for s in self.sources]
+
+
+# -- FIM examples -----------------------------------------------------------------------------------
+
+def choose_span(text: str, rng: random.Random) -> tuple[int, int]:
+    """Pick the middle [start, end) of a document the way completions are requested.
+
+    - 45%: from a cursor inside a line to the end of that line (single-line completion),
+    - 25%: one to eight whole lines from a line's indentation (a multi-line completion),
+    - 30%: a random character span of up to 256 characters (Bavarian et al. 2022).
+    The end excludes the newline for line spans, as the editor's suffix begins with it.
+    """
+    n = len(text)
+    r = rng.random()
+    cursor = rng.randrange(n)
+    line_start = text.rfind("\n", 0, cursor) + 1
+    line_end = text.find("\n", cursor)
+    line_end = n if line_end < 0 else line_end
+    if r < 0.45:
+        return cursor, line_end
+    if r < 0.70:
+        indent = len(text[line_start:line_end]) - len(text[line_start:line_end].lstrip(" \t"))
+        start, end = line_start + indent, line_end
+        for _ in range(rng.randint(0, 7)):
+            nxt = text.find("\n", end + 1)
+            if nxt < 0:
+                break
+            end = nxt
+        return start, end
+    return cursor, min(n, cursor + rng.randint(1, 256))
+
+
+def fim_example(text: str, tok: Tokenizer, rng: random.Random, max_prefix_chars: int = 3000,
+                max_suffix_chars: int = 1000) -> tuple[list[int], list[int]]:
+    """(tokens, loss weights): weights 1 on middle tokens and EOS, 0 on the rest of the prompt."""
+    start, end = choose_span(text, rng)
+    prefix = text[max(0, start - rng.randint(50, max_prefix_chars)): start]
+    suffix = text[end: end + rng.randint(0, max_suffix_chars)]
+    middle = text[start:end]
+    prompt = tok.encode_fim(prefix, suffix)
+    target = tok.encode_infill(middle) + [tok.eos_id]
+    return prompt + target, [0] * len(prompt) + [1] * len(target)
+
+
+def lm_example(text: str, tok: Tokenizer, rng: random.Random, max_chars: int = 3000) -> tuple[list[int], list[int]]:
+    start = rng.randrange(len(text))
+    start = text.rfind("\n", 0, start) + 1
+    ids = tok.encode(text[start: start + max_chars], bos=True)
+    return ids, [0] * len(ids)
+
+
+def make_batch(corpus: Corpus, files: list[str], weights: list[int] | None, tok: Tokenizer, rng: random.Random,
+               batch: int, seq_len: int, fim_rate: float = 0.9):
+    """Pack examples into [batch, seq_len + 1] rows: inputs, targets and a per-target 'middle' flag."""
+    rows, flags = [], []
+    for _ in range(batch):
+        ids, mid = [], []
+        while len(ids) < seq_len + 1:
+            path = rng.choices(files, weights)[0] if weights else rng.choice(files)
+            text = corpus.text(path)
+            example = fim_example(text, tok, rng) if rng.random() < fim_rate else lm_example(text, tok, rng)
+            ids += example[0]
+            mid += example[1]
+        rows.append(ids[: seq_len + 1])
+        flags.append(mid[: seq_len + 1])
+    data = torch.tensor(rows)
+    middle = torch.tensor(flags, dtype=torch.bool)
+    return data[:, :-1], data[:, 1:], middle[:, 1:]
+
+
+def heldout_tasks(corpus: Corpus, n: int = 200, seed: int = 7) -> list[dict]:
+    """Single-line infilling tasks from held-out files, in HumanEval-infilling's format.
+
+    Like HumanEval's single-line set, the gap is one whole line (its indentation included, its line
+    break too); the prompt is the file before it and the suffix the file after it. Lines of 10 to 100
+    characters that are not comments are eligible.
+    """
+    rng = random.Random(seed)
+    files = sorted(corpus.heldout)
+    tasks = []
+    while len(tasks) < n and files:
+        path = rng.choice(files)
+        text = corpus.text(path)
+        lines = text.splitlines(keepends=True)
+        eligible = [i for i, line in enumerate(lines) if 10 <= len(line.strip()) <= 100 and line.endswith("\n")
+                    and not line.lstrip().startswith("#")]
+        if not eligible:
+            continue
+        i = rng.choice(eligible)
+        start = sum(len(line) for line in lines[:i])
+        tasks.append({"task_id": f"heldout/{len(tasks)}", "prompt": text[:start], "canonical_solution": lines[i],
+                      "suffix": text[start + len(lines[i]):], "source": os.path.relpath(path, sysconfig.get_paths()["stdlib"])
+                      if path.startswith(sysconfig.get_paths()["stdlib"]) else Path(path).name})
+    return tasks
+
+
+# -- training -------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    out: str
+    preset: str = "embedded"
+    tokens: float = 20e6
+    seq_len: int = 1024
+    batch: int = 8
+    lr: float = 1.5e-3
+    min_lr: float = 1.5e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.1
+    clip: float = 1.0
+    other_frac: float = 0.1  # share of non-middle positions that get a loss
+    bf16: bool = False  # autocast to bfloat16: only where the CPU has native bf16 (AVX512-BF16, AMX)
+    seed: int = 1234
+    eval_every: int = 250
+    save_every_s: float = 600.0
+    threads: int = 0  # 0: all cores
+
+    @property
+    def total_steps(self) -> int:
+        return max(1, int(self.tokens // (self.batch * self.seq_len)))
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def init_weights(model: Transformer, seed: int) -> None:
+    torch.manual_seed(seed)
+    depth_scale = 1 / math.sqrt(2 * model.args.n_layers)
+    for name, p in model.named_parameters():
+        if p.dim() == 2:
+            std = 0.02 * (depth_scale if name.endswith(("wo.weight", "w2.weight")) else 1.0)
+            torch.nn.init.normal_(p, std=std)
+
+
+def loss_fn(model: Transformer, x, y, middle, other_frac: float, generator: torch.Generator | None = None):
+    """Cross-entropy on middle targets and a random share of the others. x, y, middle: [B, T]."""
+    h = model.hidden(x)  # [B, T, dim]
+    keep = middle | (torch.rand(y.shape, generator=generator) < other_frac)
+    logits = model.output(h[keep]).float()  # [N, V]
+    return F.cross_entropy(logits, y[keep])
+
+
+def middle_loss(model: Transformer, batches) -> float:
+    """Mean loss on middle tokens only: the held-out number that tracks completion quality."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for x, y, middle in batches:
+            h = model.hidden(x)
+            logits = model.output(h[middle]).float()
+            total += F.cross_entropy(logits, y[middle], reduction="sum").item()
+            count += int(middle.sum())
+    return total / max(1, count)
+
+
+def optimizer_for(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": other, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def save_state(out: Path, model: Transformer, opt: torch.optim.AdamW, meta: dict) -> None:
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors = {f"model.{n}": p.detach().contiguous() for n, p in model.named_parameters()}
+    for p, s in opt.state.items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            tensors[f"{key}.{names[id(p)]}"] = s[key].contiguous()
+        meta.setdefault("adam_step", float(s["step"]))
+    tmp = out / "state.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(out / "state.safetensors")
+    (out / "state.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_state(out: Path, model: Transformer, opt: torch.optim.AdamW) -> dict:
+    meta = json.loads((out / "state.json").read_text())
+    tensors = load_file(str(out / "state.safetensors"))
+    model.load_state_dict({n[6:]: t for n, t in tensors.items() if n.startswith("model.")})
+    for n, p in model.named_parameters():
+        opt.state[p] = {"step": torch.tensor(meta["adam_step"]), "exp_avg": tensors[f"exp_avg.{n}"],
+                        "exp_avg_sq": tensors[f"exp_avg_sq.{n}"]}
+    return meta
+
+
+def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | None = None,
+          resume: bool = False) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    tok = Tokenizer(v3_tokenizer_path())
+    log(f"reading corpus ({len(PACKAGES)} packages + the standard library)...")
+    corpus = Corpus(gather_sources(corpus_dirs, packages=[] if corpus_dirs else None))
+    (out / "corpus.json").write_text(json.dumps(corpus.manifest(), indent=2))
+    log(f"corpus: {len(corpus.train)} training files, {len(corpus.heldout)} held out, "
+        f"{sum(s.chars for s in corpus.sources) / 1e6:.1f}M characters")
+
+    if init:
+        model = load_model(find_checkpoint(init), torch.float32, "cpu").train()
+        args = model.args
+    else:
+        args = PRESETS[cfg.preset]
+        model = Transformer(args)
+        init_weights(model, cfg.seed)
+    model.train()
+    opt = optimizer_for(model, cfg)
+    step, tokens_seen = 0, 0
+    if resume and (out / "state.json").is_file():
+        meta = load_state(out, model, opt)
+        step, tokens_seen = meta["step"], meta["tokens_seen"]
+        log(f"resumed at step {step} ({tokens_seen / 1e6:.1f}M tokens)")
+    (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(args)}, indent=2))
+
+    heldout_rng = random.Random(cfg.seed + 1)
+    heldout = [make_batch(corpus, corpus.heldout, None, tok, heldout_rng, cfg.batch, cfg.seq_len) for _ in range(4)]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    total = cfg.total_steps
+    last_save = time.monotonic()
+    window_start, window_tokens, ema = time.monotonic(), 0, None
+    logf = open(out / "log.jsonl", "a")
+    while step < total:
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        x, y, middle = make_batch(corpus, corpus.train, corpus.weights, tok, rng, cfg.batch, cfg.seq_len)
+        lr = lr_at(cfg, step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = loss_fn(model, x, y, middle, cfg.other_frac, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        step += 1
+        tokens_seen += x.numel()
+        window_tokens += x.numel()
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        if step % 10 == 0 or step == total:
+            elapsed = time.monotonic() - window_start
+            tok_s = window_tokens / max(elapsed, 1e-6)
+            eta_s = (total - step) * cfg.batch * cfg.seq_len / max(tok_s, 1e-6)
+            log(f"step {step}/{total} loss {ema:.3f} lr {lr:.2e} {tok_s:,.0f} tok/s "
+                f"{tokens_seen / 1e6:.2f}M tokens eta {eta_s / 60:.0f} min")
+            logf.write(json.dumps({"step": step, "loss": ema, "lr": lr, "tok_s": tok_s, "tokens": tokens_seen}) + "\n")
+            logf.flush()
+            window_start, window_tokens = time.monotonic(), 0
+        if step % cfg.eval_every == 0 or step == total:
+            model.eval()
+            held = middle_loss(model, heldout)
+            model.train()
+            log(f"held-out middle loss {held:.3f} at step {step}")
+            logf.write(json.dumps({"step": step, "heldout_middle_loss": held, "tokens": tokens_seen}) + "\n")
+        if time.monotonic() - last_save > cfg.save_every_s or step == total:
+            save_state(out, model, opt, {"step": step, "tokens_seen": tokens_seen})
+            save_mistral_checkpoint(model, out / "model", v3_tokenizer_path())
+            last_save = time.monotonic()
+    logf.close()
+    log(f"done: {tokens_seen / 1e6:.1f}M tokens; model in {out / 'model'}")
+    return out / "model"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="run folder: state, logs and the exported model")
+    p.add_argument("--preset", default="embedded", choices=sorted(PRESETS))
+    p.add_argument("--tokens", type=float, default=20e6, help="training tokens in all (sets the schedule)")
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast only with native CPU bf16)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's saved state")
+    p.add_argument("--corpus", action="append", help="train on this folder's .py files instead (fine-tuning)")
+    p.add_argument("--init", help="start from this checkpoint folder instead of random weights")
+    p.add_argument("--heldout-tasks", metavar="FILE.jsonl", help="write single-line tasks from the held-out files "
+                   "(for `codestral-lsp eval`) and exit")
+    p.add_argument("--heldout-n", type=int, default=200)
+
+
+def main(argv: list[str] | None = None) -> None:  # python -m engine.train
+    p = argparse.ArgumentParser(prog="codestral-lsp train", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    run(p.parse_args(argv))
+
+
+def run(a: argparse.Namespace) -> None:
+    if a.heldout_tasks:
+        corpus = Corpus(gather_sources(a.corpus, packages=[] if a.corpus else None))
+        with open(a.heldout_tasks, "w") as f:
+            for task in heldout_tasks(corpus, a.heldout_n):
+                f.write(json.dumps(task) + "\n")
+        log(f"wrote {a.heldout_n} tasks to {a.heldout_tasks}")
+        return
+    if not a.out:
+        raise SystemExit("codestral-lsp train: --out RUN_DIR is required")
+    cfg = TrainConfig(out=a.out, preset=a.preset, tokens=a.tokens, seq_len=a.seq_len, batch=a.batch, lr=a.lr,
+                      min_lr=a.lr / 10, seed=a.seed, threads=a.threads, bf16=a.bf16)
+    train(cfg, a.corpus, a.init, a.resume)
+
+
+if __name__ == "__main__":
+    main()
