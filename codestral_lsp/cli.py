@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the language server (stdio unless --tcp)")
     s.add_argument("--tcp", metavar="HOST:PORT")
+    s.add_argument("--stdio", action="store_true", help="LSP over stdio (the default; accepted because many "
+                   "clients pass it)")
     s.add_argument("--model")
     s.set_defaults(func=cmd_serve)
 

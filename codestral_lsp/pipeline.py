@@ -51,6 +51,9 @@ class RecentCompletions:
         self.size, self.context_chars = size, context_chars
         self.entries: list[tuple[int, str, str, str, str]] = []  # (offset, before tail, after head, text, replaced)
 
+    def clear(self) -> None:
+        self.entries.clear()
+
     def put(self, text: str, offset: int, suggestion: Suggestion) -> None:
         tail = text[max(0, offset - self.context_chars): offset]
         head = text[suggestion.replace_end: suggestion.replace_end + self.context_chars]

@@ -72,6 +72,8 @@ class CodestralServer(LanguageServer):
         self.completer: Completer | None = None
         self.state, self.state_message = "loading", "starting"
         self.last_latency_ms: float | None = None
+        self.loaded_message = ""
+        self._last_status_sent = 0.0
         self._loaded_key: tuple | None = None
         self._load_lock = threading.Lock()
 
@@ -85,10 +87,13 @@ class CodestralServer(LanguageServer):
         self.settings = settings
         if self.completer is not None:
             self.completer.settings = settings
+            self.completer.recent.clear()  # suggestions made under the old settings
         if self.engine is not None:
             self.engine.spec_k, self.engine.spec_ngram = settings.speculative.k, settings.speculative.ngram
         if self._loaded_key is not None and self._loaded_key != self.model_key():
             self.start_loading()
+        elif self.engine is not None:
+            self.set_status(*self.ready_status())
 
     def model_key(self) -> tuple:
         m = self.settings.model
@@ -142,10 +147,23 @@ class CodestralServer(LanguageServer):
         self.completer = Completer(engine, self.settings)
         seconds = time.perf_counter() - started
         name = engine.checkpoint.folder.name if engine.checkpoint else "model"
-        self.set_status("ready", f"{name} loaded in {seconds:.1f}s on {engine.device}")
+        self.loaded_message = f"{name} loaded in {seconds:.1f}s on {engine.device}"
+        self.set_status(*self.ready_status())
         self.log_message(f"codestral: {name} loaded in {seconds:.1f}s ({engine.info()['parameters']:,} parameters, "
                          f"{engine.dtype}, {engine.device})")
         self._end_progress(token, "ready")
+
+    def ready_status(self) -> tuple[str, str]:
+        if not self.settings.completion.enabled:
+            return "disabled", "completions are disabled (completion.enabled)"
+        return "ready", self.loaded_message
+
+    def record_latency(self, latency_ms: float) -> None:
+        """Keep the last latency and tell the client, at most once a second."""
+        self.last_latency_ms = round(latency_ms, 1)
+        now = time.monotonic()
+        if now - self._last_status_sent >= 1.0 and self.state == "ready":
+            self.set_status(self.state, self.state_message)
 
     def _end_progress(self, token: str | None, message: str) -> None:
         if token:
@@ -167,6 +185,7 @@ class CodestralServer(LanguageServer):
 
     def set_status(self, state: str, message: str) -> None:
         self.state, self.state_message = state, message
+        self._last_status_sent = time.monotonic()
         self.protocol.notify(STATUS, {"state": state, "message": message, "lastLatencyMs": self.last_latency_ms,
                                       "model": self.cli_model_path or self.settings.model.path or "embedded"})
 

@@ -56,7 +56,7 @@ async def suggest(ls: CodestralServer, uri: str, position: types.Position,
         result = await ls.scheduler.run(uri, work, ls.settings.completion.debounce_ms / 1000)
     except Superseded:
         return None
-    ls.last_latency_ms = round(result.latency_ms, 1)
+    ls.record_latency(result.latency_ms)
     if result.suggestion is None or doc.text != snapshot.text:
         return None
     return Answer(doc, offset, result.suggestion)
