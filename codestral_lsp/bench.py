@@ -100,3 +100,67 @@ def summarize(records: list[tuple[float, dict]]) -> dict:
         "decode_tokens_per_s": generated / decode_s if decode_s > 0 else None,
         "acceptance_rate": accepted / drafted if drafted else None,
     }
+
+
+def bench_typing_lsp(path: str | Path, events: int = 200, model: str | None = None, settings: dict | None = None,
+                     progress=None) -> dict:
+    """The same replay through a real server process over stdio: didChange, then inlineCompletion.
+
+    Latency is the round trip a user waits for, with the server's debounce set to 0 (debounce is a
+    choice, not a cost). Answers from the typeahead cache count: users see them too.
+    """
+    import sys
+
+    from .documents import TextDocument
+    from .lsp_client import LspProcess
+
+    text = Path(path).read_text(encoding="utf-8")
+    evs = typing_events(text, events)
+    if not evs:
+        return {"events": 0, "lsp": {}}
+    command = [sys.executable, "-m", "codestral_lsp", "serve"] + (["--model", model] if model else [])
+    server = LspProcess(command)
+    try:
+        server.initialize({"completion": {"debounceMs": 0, "timeoutMs": 60_000}, **(settings or {})})
+        status = server.wait_status()
+        if status["state"] != "ready":
+            raise RuntimeError(f"the server did not become ready: {status['message']}")
+        uri = Path(path).resolve().as_uri()
+        first_text, first_offset = evs[0]
+        start_text = first_text[: first_offset - 1] + first_text[first_offset:]
+        doc = TextDocument(uri, language_from_uri(uri), 1, start_text)
+        server.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": doc.language_id,
+                                                                "version": 1, "text": start_text}})
+        latencies, shown = [], 0
+        for n, (new_text, offset) in enumerate(evs, 1):
+            char = new_text[offset - 1]
+            at = doc.position_at(offset - 1)
+            doc.apply_change(char, _range(at, at))
+            assert doc.text == new_text
+            server.notify("textDocument/didChange", {
+                "textDocument": {"uri": uri, "version": n + 1},
+                "contentChanges": [{"range": _range_json(at), "text": char}]})
+            cursor = doc.position_at(offset)
+            start = time.perf_counter()
+            answer = server.request("textDocument/inlineCompletion", {
+                "textDocument": {"uri": uri}, "position": {"line": cursor.line, "character": cursor.character},
+                "context": {"triggerKind": 2}})
+            latencies.append((time.perf_counter() - start) * 1000)
+            shown += bool(answer.get("result", {}).get("items"))
+            if progress:
+                progress(n, len(evs))
+    finally:
+        server.close()
+    return {"events": len(evs), "lsp": {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+                                        "shown_rate": shown / len(evs)}}
+
+
+def _range(a, b):
+    from lsprotocol.types import Range
+
+    return Range(a, b)
+
+
+def _range_json(p) -> dict:
+    pos = {"line": p.line, "character": p.character}
+    return {"start": pos, "end": pos}

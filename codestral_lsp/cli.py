@@ -105,7 +105,16 @@ def cmd_eval(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import MODES, bench_typing
+    from .bench import MODES, bench_typing, bench_typing_lsp
+
+    def report(n, total):
+        if n % 20 == 0 or n == total:
+            progress(f"{n}/{total} events")
+
+    if args.lsp:
+        result = bench_typing_lsp(args.file, args.events, args.model, progress=report)
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return
 
     modes = tuple(m.strip() for m in args.modes.split(",")) if args.modes else ("cold", "cache")
     unknown = [m for m in modes if m not in MODES]
@@ -114,11 +123,6 @@ def cmd_bench(args) -> None:
     engine = load_engine(args)
     if "cache+draft" in modes:
         engine.attach_draft(args.draft)
-
-    def report(n, total):
-        if n % 20 == 0 or n == total:
-            progress(f"{n}/{total} events")
-
     result = bench_typing(engine, args.file, args.events, modes, progress=report)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
@@ -168,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events", type=int, default=200)
     t.add_argument("--modes", help="comma-separated: cold,cache,cache+ngram,cache+draft")
     t.add_argument("--draft", help="draft checkpoint for cache+draft (default: the embedded draft)")
+    t.add_argument("--lsp", action="store_true", help="replay through a real server process and LSP client")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench)
 

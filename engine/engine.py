@@ -138,16 +138,20 @@ class Engine:
         room = self.max_context - max_tokens - 1
         if self.args.sliding_window and self.args.sliding_window < self.max_context or len(tokens) <= room:
             return tokens
+        tok = self.tokenizer
         suffix_lines = suffix.splitlines(keepends=True)
-        while suffix_lines and len(self.tokenizer.encode_infill("".join(suffix_lines))) > room // 4:
+        while suffix_lines and len(tok.encode_infill("".join(suffix_lines))) > room // 4:
             suffix_lines = suffix_lines[: len(suffix_lines) // 2]
         suffix = "".join(suffix_lines)
         prefix_lines = prefix.splitlines(keepends=True)
-        for drop in range(32, len(prefix_lines) + 32, 32):
-            tokens = self.tokenizer.encode_fim("".join(prefix_lines[drop:]), suffix)
+        for drop in range(32, len(prefix_lines), 32):  # always keep at least the last line
+            tokens = tok.encode_fim("".join(prefix_lines[drop:]), suffix)
             if len(tokens) <= room:
                 return tokens
-        return tokens[: 2] + tokens[-(room - 2):]  # one enormous line: keep its end
+        # Lines too long or too few to drop by blocks: keep the end of the prefix's tokens.
+        head = tok.encode_fim("", suffix)  # [BOS, SUFFIX, *suffix, PREFIX]
+        prefix_ids = tok.encode("".join(prefix_lines[-32:]) if len(prefix_lines) > 32 else prefix)
+        return head + prefix_ids[len(prefix_ids) - (room - len(head)):]
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -178,7 +182,8 @@ class Engine:
         speculative: None or "off" (plain decoding), "ngram" (prompt lookup) or "draft" (the draft model
         attached with `attach_draft`). Greedy outputs are identical in every mode.
         """
-        request = Request(max_tokens, SamplingParams(temperature, top_k, top_p), tuple(stop or ()), stop_fn,
+        stops = tuple(s for s in stop or () if s)  # an empty stop string would match at once
+        request = Request(max_tokens, SamplingParams(temperature, top_k, top_p), stops, stop_fn,
                           deadline, cancelled, seed)
         generator = None
         if seed is not None:

@@ -74,7 +74,7 @@ def decode(model: Transformer, cache: KVCache, logits: torch.Tensor, sampling: S
     while True:
         token = sample(logits, sampling, generator)
         yield [token]
-        if limit is not None and len(cache.tokens) + 1 >= limit:
+        if limit is not None and len(cache.tokens) >= limit:
             return
         pos = len(cache.tokens)
         logits = model(torch.tensor([[token]], device=device), pos, cache)[0, -1]
@@ -103,9 +103,16 @@ class Generation:
         self._done = False
 
     def __iter__(self) -> Iterator[str]:
+        """Text pieces as they become final.
+
+        Text that could still become a stop string is held back. With a stop callback everything is
+        held back until the end: the callback may cut behind text already seen, and streamed text
+        cannot be taken back. A character cut off by max_tokens or EOS is dropped, never shown as U+FFFD.
+        """
         req, decoder = self.request, self.tokenizer.stream_decoder()
         emitted, raw = 0, ""
-        reason = "length"
+        reason = "abandoned"  # until the loop ends by itself: a consumer that stops iterating
+        hold_all = req.stop_fn is not None
         try:
             for step in self.steps:
                 cut = None
@@ -125,7 +132,7 @@ class Generation:
                 if len(self.tokens) >= req.max_tokens:
                     reason = "max_tokens"
                     break
-                safe = len(raw) - held_back(raw, req.stop)
+                safe = emitted if hold_all else len(raw) - held_back(raw, req.stop)
                 if safe > emitted:
                     yield raw[emitted:safe]
                     emitted = safe
@@ -135,8 +142,8 @@ class Generation:
                 if req.deadline is not None and time.monotonic() >= req.deadline:
                     reason = "deadline"
                     break
-            if reason in ("eos", "max_tokens", "length"):
-                raw += decoder.flush()
+            else:
+                reason = "length"  # the steps ran out: the context is full
             if len(raw) > emitted:
                 yield raw[emitted:]
         finally:

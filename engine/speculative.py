@@ -44,14 +44,18 @@ context[2:5] = [9, 5, 7] for k = 3. A draft that runs past the end copies itself
 a repeating loop drafts a full k.
 
 Draft length: k grows after a fully accepted draft and shrinks to what was accepted (plus one) after
-a rejection; two fully rejected drafts in a row pause drafting for 1, 2, 4, ... 64 plain steps, so a
-drafter that is always wrong costs about one 2-token verification per 64 tokens.
+a rejection. Two wholly rejected drafts in a row pause drafting for 1 plain step; each failed probe
+after a pause doubles it, up to 64. The state lasts across an engine's requests, so a drafter that is
+always wrong costs one 2-token verification (and a draft-model catch-up) per ~64 tokens.
+On a CPU extra positions are not free: verifying 2 positions costs ~1.6x one decode step of the
+embedded model, which is why failing drafts must stop rather than merely shrink.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import weakref
 from typing import Iterator, Protocol
 
 import torch
@@ -62,6 +66,7 @@ from .model import Transformer
 from .sampling import SamplingParams, probabilities, sample
 
 MAX_PAUSE = 64  # longest run of plain steps after drafts keep failing
+_LENGTHS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # engine -> {mode: DraftLength}
 
 
 class Drafter(Protocol):
@@ -89,13 +94,22 @@ def speculative_decode(engine, mode: str, prompt: list[int], session: str | None
         drafter = ModelDrafter(draft.model, draft.cache_for(session), draft.prefill_chunk, engine.tokenizer.eos_id)
     else:
         raise ValueError(f"unknown speculative mode {mode!r}: use None, 'off', 'ngram' or 'draft'")
-    k_max = max(0, int(getattr(engine, "spec_k", 4)))
+    length = draft_length(engine, mode, max(0, int(getattr(engine, "spec_k", 4))))
     return speculate(engine.model, cache, logits, list(prompt), drafter, request.sampling, generator, stats,
-                     k_max, request.max_tokens)
+                     length, request.max_tokens)
+
+
+def draft_length(engine, mode: str, k_max: int) -> "DraftLength":
+    """The engine's draft length for mode, kept across requests: a drafter that keeps failing stays
+    paused from one completion to the next. It decides how many tokens are drafted, never which are emitted."""
+    lengths = _LENGTHS.setdefault(engine, {})
+    if mode not in lengths or lengths[mode].k_max != k_max:
+        lengths[mode] = DraftLength(k_max)
+    return lengths[mode]
 
 
 def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context: list[int], drafter: Drafter,
-              sampling: SamplingParams, generator: torch.Generator | None, stats: dict, k_max: int = 4,
+              sampling: SamplingParams, generator: torch.Generator | None, stats: dict, length: "DraftLength",
               max_new: int | None = None) -> Iterator[list[int]]:
     """Yield steps (lists of tokens) after `context`, the tokens `cache` holds; `logits` [V] follow them.
 
@@ -105,7 +119,7 @@ def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context:
     token = sample(logits, sampling, generator)
     context.append(token)
     yield [token]
-    length, produced = DraftLength(k_max), 1
+    produced = 1
     limit = cache.max_positions
     while True:
         if limit is not None and len(cache.tokens) + 1 >= limit:
@@ -196,7 +210,7 @@ class DraftLength:
             self.misses, self.backoff = 0, 1
             return
         self.misses += 1
-        if self.misses >= 2:  # two drafts in a row wholly rejected: decode plainly for a while
+        if self.misses >= 2 or self.backoff > 1:  # two misses in a row, or a probe after a pause
             self.pause, self.backoff, self.misses = self.backoff, min(2 * self.backoff, MAX_PAUSE), 0
 
 
@@ -272,7 +286,17 @@ class ModelDrafter:
         keep = min(s + common_prefix_length(held[s:], context[s:]), len(held), len(context) - 1)
         if not self.cache.truncate(keep):
             return prefill(self.model, self.cache, context, self.chunk)[0]
-        return forward_tokens(self.model, self.cache, context[keep:], self.chunk)[-1]
+        return _feed(self.model, self.cache, context[keep:], self.chunk)
+
+
+def _feed(model: Transformer, cache: KVCache, tokens: list[int], chunk: int) -> torch.Tensor:
+    """Append tokens to the cache in chunks; logits after the last one [V] (the others are not computed)."""
+    step = max(1, min(chunk, cache.max_chunk))
+    for i in range(0, len(tokens), step):
+        piece = tokens[i: i + step]
+        logits = model(torch.tensor([piece], device=cache.k.device), len(cache.tokens), cache, last_only=True)
+        cache.tokens.extend(piece)
+    return logits[0, -1]  # [V]
 
 
 def check_draft(target, draft) -> None:

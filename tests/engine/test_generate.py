@@ -143,8 +143,6 @@ def test_stop_fn_cut(eng, prompt, full):
     assert all(text.startswith(c) for c in calls)  # it sees the text so far, token by token
 
 
-@pytest.mark.xfail(strict=True, reason="generate.py: a stop_fn cut behind text already streamed is not "
-                                       "retracted: streamed pieces then differ from .text (reported)")
 def test_stop_fn_cut_behind_streamed_text(eng, prompt, full):
     """A rule like "stop at a line that dedents" decides on a later token to cut text that is already out."""
     tokens, text = full
@@ -213,7 +211,6 @@ def test_linear_cache_full_stops_with_length(make_engine, random_prompt):
     assert "".join(pieces) == gen.text
 
 
-@pytest.mark.xfail(strict=True, reason="generate.decode stops one token early when a linear cache fills (reported)")
 def test_linear_cache_full_uses_every_position(make_engine, random_prompt):
     """Positions 10..15 take the keys of generated tokens 1..6; the logits at 15 still give a 7th token."""
     eng = make_engine(max_context=16, seed=3)
@@ -317,3 +314,42 @@ def test_sample_greedy_and_seeded():
     assert sample(logits, SamplingParams()) == int(logits.argmax())
     draw = [sample(logits, SamplingParams(temperature=1.0), torch.Generator().manual_seed(1)) for _ in range(3)]
     assert len(set(draw)) == 1
+
+
+# -- bugs found in review, kept as regression tests -----------------------------------------------------------
+
+@pytest.mark.parametrize("prefix", ["x = [" + "ab, " * 300, "x = 1\n" * 300], ids=["one-long-line", "short-lines"])
+def test_fim_trimming_keeps_the_text_before_the_cursor(make_engine, prefix):
+    eng = make_engine(max_context=64)
+    room = 64 - 8 - 1
+    tokens = eng.fim_tokens(prefix, "y", max_tokens=8)
+    assert len(tokens) <= room
+    assert tokens[:2] == [1, 13] and tokens.count(11) == 1
+    kept = tokens[tokens.index(11) + 1:]
+    assert len(kept) >= room // 2  # most of the room goes to the prefix, not to nothing
+    assert eng.tokenizer.decode(kept).rstrip() and prefix.endswith(eng.tokenizer.decode(kept[-3:]))
+
+
+def test_max_tokens_inside_a_character_leaves_no_replacement_char(make_engine, prompt):
+    eng = make_engine(seed=3)
+    first = greedy_reference(eng, prompt, 1)[0]
+    lead_byte = eng.tokenizer.sp.piece_to_id("<0xF0>")  # the first of a 4-byte character
+    with torch.no_grad():
+        w = eng.model.output.weight
+        w[[first, lead_byte]] = w[[lead_byte, first]]
+    gen, pieces = run(eng, prompt, max_tokens=1)
+    assert gen.tokens == [lead_byte]
+    assert "\ufffd" not in gen.text and "\ufffd" not in "".join(pieces)
+
+
+def test_empty_stop_string_is_ignored(eng, prompt, full):
+    gen, _ = run(eng, prompt, max_tokens=16, stop=["", "\x00never"])
+    assert gen.text == full[1]
+
+
+def test_abandoned_stream_reports_why_it_stopped(eng, prompt):
+    gen = eng.stream_tokens(prompt, max_tokens=16)
+    it = iter(gen)
+    next(it)
+    it.close()
+    assert gen.stats["stop_reason"] == "abandoned"

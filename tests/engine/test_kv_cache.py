@@ -30,8 +30,13 @@ def ring(window=4, slack=2) -> KVCache:
                    dtype=torch.float32)
 
 
-def append(cache: KVCache, n: int, chunk: int | None = None) -> torch.Tensor:
-    """Append n positions in chunks of at most max_chunk; return the last chunk's mask."""
+def visible(cache: KVCache, mask_row: torch.Tensor) -> list[int]:
+    return sorted(int(cache.slot_pos[s]) for s in range(mask_row.numel()) if mask_row[s])
+
+
+def append(cache: KVCache, n: int, chunk: int | None = None, check: bool = False) -> torch.Tensor:
+    """Append n positions in chunks of at most max_chunk; return the last chunk's mask. With check, every
+    query of every chunk must see exactly its window, max(0, q-W+1)..q, in slots written so far."""
     chunk = chunk or cache.max_chunk
     mask = None
     for start in range(0, n, chunk):
@@ -40,12 +45,14 @@ def append(cache: KVCache, n: int, chunk: int | None = None) -> torch.Tensor:
         positions = torch.arange(p0, p0 + count)
         slots, mask = cache.begin(positions)
         assert slots.tolist() == [p % cache.capacity for p in positions.tolist()]
+        if check:
+            # The mask is computed after the whole chunk claimed its slots; a query must not lose a
+            # position of its window to a later query of the same chunk.
+            for i, q in enumerate(positions.tolist()):
+                lo = 0 if cache.window is None else max(0, q - cache.window + 1)
+                assert visible(cache, mask[i]) == list(range(lo, q + 1)), (q, p0, count)
         cache.tokens.extend(range(p0, p0 + count))
     return mask
-
-
-def visible(cache: KVCache, mask_row: torch.Tensor) -> list[int]:
-    return sorted(int(cache.slot_pos[s]) for s in range(mask_row.numel()) if mask_row[s])
 
 
 def test_worked_example_slots():
@@ -108,6 +115,23 @@ def test_truncate_depth_rule_on_a_fresh_ring(window, slack):
         assert len(c.tokens) == (m if n - m <= slack + 1 else 0)
 
 
+@pytest.mark.parametrize("window,slack", [(4, 2), (8, 1), (3, 5)])
+def test_chunks_of_max_chunk_keep_every_window(window, slack):
+    """Chunks of exactly slack + 1 tokens are the longest that stay exact (docstring), and they are."""
+    c = ring(window, slack)
+    assert c.max_chunk == slack + 1
+    append(c, 5 * (window + slack) + 3, chunk=slack + 1, check=True)
+
+
+def test_a_chunk_longer_than_max_chunk_would_lose_context():
+    """Why max_chunk is what it is: one token more and the first query's window is overwritten."""
+    c = ring(4, 2)
+    append(c, 9)
+    positions = torch.arange(9, 9 + c.max_chunk + 1)  # 4 new positions: 12 overwrites 6, which 9 needs
+    _, mask = c.begin(positions)
+    assert 6 not in visible(c, mask[0])
+
+
 def test_linear_cache_truncates_anywhere():
     c = KVCache(1, 1, 2, capacity=32, window=None, dtype=torch.float32)
     assert not c.is_ring and c.max_positions == 32 and c.max_chunk == 32
@@ -126,7 +150,7 @@ def test_ring_mask_is_exactly_the_window(window, slack, data):
     interesting ones."""
     c = ring(window, slack)
     ops = data.draw(st.lists(st.tuples(st.booleans(), st.integers(1, slack + 2)), min_size=1, max_size=20))
-    append(c, data.draw(st.integers(0, 3 * (window + slack))))
+    append(c, data.draw(st.integers(0, 3 * (window + slack))), chunk=data.draw(st.integers(1, slack + 1)), check=True)
     for is_append, n in ops:
         if is_append:
             for _ in range(n):
@@ -225,6 +249,9 @@ def run_script(eng, base: list[int], steps, seed: int) -> dict:
             cache = eng.sessions.caches[sid]
             if cache.is_ring:
                 assert reused in (expected, 0)
+                if held is not None and len(held) - expected <= 1:
+                    # The last forward pass saw positions n-W..n-1, so a rollback by one is always exact.
+                    assert reused == expected
                 counters["resets"] += reused != expected
                 counters["wrapped"] += len(prompt) > cache.capacity
             else:

@@ -268,7 +268,7 @@ def test_bfloat16_loads_and_runs(fmt, tmp_path, v3_path):
     ref, got = fp32.logits(tokens), bf16.logits(tokens)
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
     scale = ref.abs().max()
-    assert (got - ref).abs().max() < 0.05 * scale  # bf16 has ~3 significant digits
+    assert (got - ref).abs().max() < 0.03 * scale  # bf16 keeps ~3 significant digits (measured: ~0.013)
     cos = torch.nn.functional.cosine_similarity(got, ref, dim=-1)
     assert cos.min() > 0.999
     # It also generates, through the ring cache, with or without a session.
