@@ -98,14 +98,13 @@ class Engine:
 
     def attach_draft(self, draft: "str | Path | Engine | None" = None) -> "Engine":
         """Use another checkpoint with the same tokenizer as the speculative draft (None: the embedded draft)."""
+        from .speculative import check_draft
+
         if not isinstance(draft, Engine):
             draft = Engine.load(draft if draft is not None else embedded_draft_dir(), device=str(self.device),
-                                max_context=self.max_context, max_sessions=self.sessions.max_sessions)
-        mine, theirs = self.tokenizer, draft.tokenizer
-        if mine.vocab_size != theirs.vocab_size or any(
-                mine.sp.id_to_piece(i) != theirs.sp.id_to_piece(i) for i in range(mine.vocab_size)):
-            raise ValueError(f"the draft model's tokenizer ({theirs.path}) differs from the target's ({mine.path}); "
-                             "speculative decoding needs the same vocabulary")
+                                max_context=self.max_context, max_sessions=self.sessions.max_sessions,
+                                prefill_chunk=self.prefill_chunk)
+        check_draft(self, draft)
         self.draft = draft
         return draft
 

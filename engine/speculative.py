@@ -66,7 +66,7 @@ from .model import Transformer
 from .sampling import SamplingParams, probabilities, sample
 
 MAX_PAUSE = 64  # longest run of plain steps after drafts keep failing
-_LENGTHS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # engine -> {mode: DraftLength}
+_LENGTHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> {drafter: DraftLength}
 
 
 class Drafter(Protocol):
@@ -94,22 +94,23 @@ def speculative_decode(engine, mode: str, prompt: list[int], session: str | None
         drafter = ModelDrafter(draft.model, draft.cache_for(session), draft.prefill_chunk, engine.tokenizer.eos_id)
     else:
         raise ValueError(f"unknown speculative mode {mode!r}: use None, 'off', 'ngram' or 'draft'")
-    length = draft_length(engine, mode, max(0, int(getattr(engine, "spec_k", 4))))
+    drafter_key = (mode, id(engine.draft) if mode == "draft" else None)  # a new draft model starts afresh
+    length = draft_length(engine, drafter_key, max(0, int(getattr(engine, "spec_k", 4))))
     return speculate(engine.model, cache, logits, list(prompt), drafter, request.sampling, generator, stats,
                      length, request.max_tokens)
 
 
-def draft_length(engine, mode: str, k_max: int) -> "DraftLength":
-    """The engine's draft length for mode, kept across requests: a drafter that keeps failing stays
+def draft_length(engine, drafter_key: tuple, k_max: int) -> DraftLength:
+    """The engine's draft length for a drafter, kept across requests: a drafter that keeps failing stays
     paused from one completion to the next. It decides how many tokens are drafted, never which are emitted."""
     lengths = _LENGTHS.setdefault(engine, {})
-    if mode not in lengths or lengths[mode].k_max != k_max:
-        lengths[mode] = DraftLength(k_max)
-    return lengths[mode]
+    if drafter_key not in lengths or lengths[drafter_key].k_max != k_max:
+        lengths[drafter_key] = DraftLength(k_max)
+    return lengths[drafter_key]
 
 
 def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context: list[int], drafter: Drafter,
-              sampling: SamplingParams, generator: torch.Generator | None, stats: dict, length: "DraftLength",
+              sampling: SamplingParams, generator: torch.Generator | None, stats: dict, length: DraftLength,
               max_new: int | None = None) -> Iterator[list[int]]:
     """Yield steps (lists of tokens) after `context`, the tokens `cache` holds; `logits` [V] follow them.
 
@@ -122,11 +123,11 @@ def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context:
     produced = 1
     limit = cache.max_positions
     while True:
-        if limit is not None and len(cache.tokens) + 1 >= limit:
+        if limit is not None and len(cache.tokens) >= limit:  # as `decode`: cur has no position left
             return
         k = min(length.next(), cache.max_chunk - 1)  # verify k + 1 <= max_chunk positions at once
         if limit is not None:
-            k = min(k, limit - len(cache.tokens) - 2)  # the last position fed stays below limit - 1
+            k = min(k, limit - 1 - len(cache.tokens))  # positions base..base+k all below limit
         if max_new is not None:
             k = min(k, max(0, max_new - produced - 1))  # a step emits at most k + 1 tokens
         draft, q = drafter.propose(context, k, sampling, generator) if k > 0 else ([], None)
