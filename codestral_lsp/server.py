@@ -7,8 +7,8 @@ requests get an empty answer at once and `codestral/status` says "loading".
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from typing import Any
 
@@ -75,7 +75,6 @@ class CodestralServer(LanguageServer):
         self.loaded_message = ""
         self._last_status_sent = 0.0
         self._loaded_key: tuple | None = None
-        self._load_lock = threading.Lock()
 
     # -- settings -----------------------------------------------------------------------------------
 
@@ -106,6 +105,7 @@ class CodestralServer(LanguageServer):
         key = self.model_key()
         self._loaded_key = key
         self.engine, self.completer = None, None
+        self._loop = asyncio.get_running_loop()
         self.set_status("loading", "loading the model")
         token = f"codestral-load-{time.monotonic_ns()}"
         progress = self._begin_progress(token)
@@ -125,6 +125,7 @@ class CodestralServer(LanguageServer):
         return True
 
     def _load(self, key: tuple, token: str | None) -> None:
+        """On the worker: load, then hand the result to the event loop (transports are not thread-safe)."""
         from engine import Engine
 
         path, device, dtype, quantize, sessions, memory_mb, draft_path, spec_mode = key
@@ -137,15 +138,20 @@ class CodestralServer(LanguageServer):
             engine.spec_k, engine.spec_ngram = self.settings.speculative.k, self.settings.speculative.ngram
         except Exception as exc:  # a missing or corrupt model must not kill the server
             log.exception("model load failed")
-            self.set_status("error", f"could not load the model: {exc}")
-            self.show(f"codestral: could not load the model: {exc}", types.MessageType.Error)
-            self._end_progress(token, "failed")
+            self._loop.call_soon_threadsafe(self._load_failed, token, exc)
             return
+        self._loop.call_soon_threadsafe(self._loaded, key, token, engine, time.perf_counter() - started)
+
+    def _load_failed(self, token: str | None, exc: Exception) -> None:
+        self.set_status("error", f"could not load the model: {exc}")
+        self.show(f"codestral: could not load the model: {exc}", types.MessageType.Error)
+        self._end_progress(token, "failed")
+
+    def _loaded(self, key: tuple, token: str | None, engine, seconds: float) -> None:
         if key != self._loaded_key:  # settings changed while loading; a newer load is queued
             return
         self.engine = engine
         self.completer = Completer(engine, self.settings)
-        seconds = time.perf_counter() - started
         name = engine.checkpoint.folder.name if engine.checkpoint else "model"
         self.loaded_message = f"{name} loaded in {seconds:.1f}s on {engine.device}"
         self.set_status(*self.ready_status())

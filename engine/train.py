@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import sysconfig
 import time
@@ -379,7 +380,10 @@ def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | No
     last_save = time.monotonic()
     window_start, window_tokens, ema = time.monotonic(), 0, None
     logf = open(out / "log.jsonl", "a")
-    while step < total:
+    stop_requested = []
+    for sig in (signal.SIGTERM, signal.SIGINT):  # stop cleanly: save state and export the model first
+        signal.signal(sig, lambda *_: stop_requested.append(True))
+    while step < total and not stop_requested:
         rng = random.Random(cfg.seed * 1_000_003 + step)
         x, y, middle = make_batch(corpus, corpus.train, corpus.weights, tok, rng, cfg.batch, cfg.seq_len)
         lr = lr_at(cfg, step)
@@ -410,12 +414,12 @@ def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | No
             model.train()
             log(f"held-out middle loss {held:.3f} at step {step}")
             logf.write(json.dumps({"step": step, "heldout_middle_loss": held, "tokens": tokens_seen}) + "\n")
-        if time.monotonic() - last_save > cfg.save_every_s or step == total:
+        if time.monotonic() - last_save > cfg.save_every_s or step == total or stop_requested:
             save_state(out, model, opt, {"step": step, "tokens_seen": tokens_seen})
             save_mistral_checkpoint(model, out / "model", v3_tokenizer_path())
             last_save = time.monotonic()
     logf.close()
-    log(f"done: {tokens_seen / 1e6:.1f}M tokens; model in {out / 'model'}")
+    log(f"{'stopped' if stop_requested else 'done'}: {tokens_seen / 1e6:.2f}M tokens; model in {out / 'model'}")
     return out / "model"
 
 
