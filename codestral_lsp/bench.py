@@ -164,3 +164,94 @@ def _range(a, b):
 def _range_json(p) -> dict:
     pos = {"line": p.line, "character": p.character}
     return {"start": pos, "end": pos}
+
+
+def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeats: int = 3,
+                 with_transformers: bool = True) -> dict:
+    """Raw engine speed on one prompt: cold prefill tokens/s and greedy decode tokens/s, best of
+    `repeats`, and the same for transformers' MistralForCausalLM on the same weights when installed.
+
+    The prompt is a fixed pseudo-random token sequence (speed does not depend on the text); decoding
+    runs exactly new_tokens steps (no EOS or stop rule), so every system does the same work.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(100, engine.args.vocab_size, (prompt_tokens,), generator=gen).tolist()
+    ours = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}
+    for _ in range(repeats):
+        g = engine.stream_tokens(prompt, max_tokens=new_tokens, session=None)
+        g.tokenizer = _NoEos(g.tokenizer)
+        for _ in g:
+            pass
+        ours["prefill_tokens_per_s"] = max(ours["prefill_tokens_per_s"], prompt_tokens / g.stats["prefill_ms"] * 1000)
+        ours["decode_tokens_per_s"] = max(ours["decode_tokens_per_s"],
+                                          (g.stats["generated_tokens"] - 1) / g.stats["decode_ms"] * 1000)
+    result = {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "dtype": str(engine.dtype).split(".")[-1],
+              "threads": torch.get_num_threads(), "codestral": ours}
+    if with_transformers:
+        result["transformers"] = _transformers_speed(engine, prompt, new_tokens, repeats)
+        theirs = result["transformers"]
+        if "error" not in theirs:
+            result["ratio"] = {k: ours[k] / theirs[k] for k in ours}
+    return result
+
+
+class _NoEos:
+    """A tokenizer view whose EOS never matches, so decoding runs its full length."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+        self.eos_id = -1
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
+def _transformers_speed(engine, prompt: list[int], new_tokens: int, repeats: int) -> dict:
+    try:
+        import torch
+        from transformers import MistralConfig, MistralForCausalLM
+
+        from engine.loading import permute_rows
+    except ImportError as exc:
+        return {"error": f"transformers is not installed ({exc})"}
+    a = engine.args
+    config = MistralConfig(vocab_size=a.vocab_size, hidden_size=a.dim, intermediate_size=a.hidden_dim,
+                           num_hidden_layers=a.n_layers, num_attention_heads=a.n_heads, num_key_value_heads=a.n_kv_heads,
+                           head_dim=a.head_dim, rms_norm_eps=a.norm_eps, rope_theta=a.rope_theta,
+                           sliding_window=a.sliding_window, max_position_embeddings=a.max_seq_len,
+                           tie_word_embeddings=False)
+    model = MistralForCausalLM(config).to(engine.dtype).eval()
+    names = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+             "output.weight": "lm_head.weight"}
+    layer = {"attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj", "attention.wv": "self_attn.v_proj",
+             "attention.wo": "self_attn.o_proj", "feed_forward.w1": "mlp.gate_proj", "feed_forward.w2": "mlp.down_proj",
+             "feed_forward.w3": "mlp.up_proj", "attention_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+    state = {}
+    for name, t in engine.model.state_dict().items():
+        if name in names:
+            state[names[name]] = t
+            continue
+        _, i, *module, leaf = name.split(".")
+        module = ".".join(module)
+        if module in ("attention.wq", "attention.wk"):
+            t = permute_rows(t, a.n_heads if module == "attention.wq" else a.n_kv_heads)
+        state[f"model.layers.{i}.{layer[module]}.{leaf}"] = t
+    model.load_state_dict(state, strict=False)
+    x = torch.tensor([prompt])
+    best = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = model(x, use_cache=True)
+            prefill_s = time.perf_counter() - start
+            start = time.perf_counter()
+            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            for _ in range(new_tokens - 1):
+                step = model(token, past_key_values=past, use_cache=True)
+                past, token = step.past_key_values, step.logits[:, -1:].argmax(-1)
+            decode_s = time.perf_counter() - start
+            best["prefill_tokens_per_s"] = max(best["prefill_tokens_per_s"], len(prompt) / prefill_s)
+            best["decode_tokens_per_s"] = max(best["decode_tokens_per_s"], (new_tokens - 1) / decode_s)
+    return best

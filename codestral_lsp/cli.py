@@ -127,6 +127,26 @@ def cmd_bench(args) -> None:
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
+def cmd_bench_engine(args) -> None:
+    from .bench import bench_engine
+
+    if args.random_preset:
+        import torch
+
+        from engine.config import PRESETS
+        from engine.engine import DTYPES, Engine
+        from engine.testing import random_model
+        from engine.tokenizer import Tokenizer
+        from engine.train import v3_tokenizer_path
+
+        dtype = DTYPES.get(args.dtype, torch.float32)
+        engine = Engine(random_model(PRESETS[args.random_preset]).to(dtype), Tokenizer(v3_tokenizer_path()))
+    else:
+        engine = load_engine(args)
+    result = bench_engine(engine, args.prompt_tokens, args.new_tokens, with_transformers=not args.no_peers)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
 def cmd_train(args) -> None:
     from engine import train
 
@@ -175,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lsp", action="store_true", help="replay through a real server process and LSP client")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench)
+
+    e = with_model(bench.add_parser("engine", help="prefill and decode tokens/s, ours and transformers'"))
+    e.add_argument("--random-preset", help="measure a random model of this preset (embedded, embedded-draft, ...)")
+    e.add_argument("--prompt-tokens", type=int, default=1500)
+    e.add_argument("--new-tokens", type=int, default=64)
+    e.add_argument("--no-peers", action="store_true", help="skip transformers")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_bench_engine)
 
     s = with_model(sub.add_parser("info", help="model, tokenizer, device, dtype, memory"))
     s.add_argument("--json", action="store_true")
