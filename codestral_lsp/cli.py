@@ -36,6 +36,23 @@ def cmd_serve(args) -> None:
         server.start_io()
 
 
+def cmd_serve_http(args) -> None:
+    import os
+
+    try:
+        from .http_api import serve
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("starlette", "uvicorn", "anyio", "h11"):
+            raise
+        sys.exit(f"codestral-lsp: serve-http needs the optional HTTP dependencies ({exc.name} is missing): "
+                 "pip install 'codestral-lsp[http]'")
+    api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else None
+    if api_key == "":
+        sys.exit(f"codestral-lsp: --api-key-env {args.api_key_env}: that environment variable is unset or empty")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    serve(load_engine(args), args.host, args.port, api_key=api_key)
+
+
 def parse_location(spec: str) -> tuple[Path, int, int]:
     """FILE:LINE:COL, both 1-based (COL counts characters)."""
     try:
@@ -171,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "clients pass it)")
     s.add_argument("--model")
     s.set_defaults(func=cmd_serve)
+
+    s = with_model(sub.add_parser("serve-http", help="Mistral- and OpenAI-compatible HTTP API (FIM, completions)"))
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key-env", metavar="NAME", help="require 'Authorization: Bearer KEY', KEY read from "
+                   "this environment variable")
+    s.set_defaults(func=cmd_serve_http)
 
     s = with_model(sub.add_parser("complete", help="print the completion at FILE:LINE:COL (1-based)"))
     s.add_argument("location", metavar="FILE:LINE:COL")
