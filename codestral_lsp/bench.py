@@ -213,7 +213,7 @@ def _transformers_speed(engine, prompt: list[int], new_tokens: int, repeats: int
         import torch
         from transformers import MistralConfig, MistralForCausalLM
 
-        from engine.loading import permute_rows
+        from engine.loading import to_hf_state
     except ImportError as exc:
         return {"error": f"transformers is not installed ({exc})"}
     a = engine.args
@@ -223,21 +223,7 @@ def _transformers_speed(engine, prompt: list[int], new_tokens: int, repeats: int
                            sliding_window=a.sliding_window, max_position_embeddings=a.max_seq_len,
                            tie_word_embeddings=False)
     model = MistralForCausalLM(config).to(engine.dtype).eval()
-    names = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
-             "output.weight": "lm_head.weight"}
-    layer = {"attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj", "attention.wv": "self_attn.v_proj",
-             "attention.wo": "self_attn.o_proj", "feed_forward.w1": "mlp.gate_proj", "feed_forward.w2": "mlp.down_proj",
-             "feed_forward.w3": "mlp.up_proj", "attention_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
-    state = {}
-    for name, t in engine.model.state_dict().items():
-        if name in names:
-            state[names[name]] = t
-            continue
-        _, i, *module, leaf = name.split(".")
-        module = ".".join(module)
-        if module in ("attention.wq", "attention.wk"):
-            t = permute_rows(t, a.n_heads if module == "attention.wq" else a.n_kv_heads)
-        state[f"model.layers.{i}.{layer[module]}.{leaf}"] = t
+    state = to_hf_state(engine.model.state_dict(), a)
     model.load_state_dict(state, strict=False)
     x = torch.tensor([prompt])
     best = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}

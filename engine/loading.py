@@ -164,6 +164,23 @@ def hf_to_mistral_name(name: str) -> str | None:
     return None  # e.g. rotary inv_freq buffers: not weights
 
 
+def to_hf_state(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
+    """Our state dict in Hugging Face's names and row order (the inverse of the loader's mapping)."""
+    top = {ours: hf for hf, ours in HF_NAMES.items()}
+    layer = {ours: hf for hf, ours in HF_LAYER_NAMES.items()}
+    out = {}
+    for name, t in state.items():
+        if name in top:
+            out[top[name]] = t
+            continue
+        _, idx, *module, leaf = name.split(".")
+        module = ".".join(module)
+        if module in ("attention.wq", "attention.wk"):
+            t = permute_rows(t, args.n_heads if module == "attention.wq" else args.n_kv_heads).contiguous()
+        out[f"model.layers.{idx}.{layer[module]}.{leaf}"] = t
+    return out
+
+
 def read_tensors(ckpt: Checkpoint) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (our parameter name, tensor) from the memory-mapped files, HF names converted."""
     for path in ckpt.weight_files:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelArgs
-from .loading import permute_rows, save_mistral_checkpoint
+from .loading import save_mistral_checkpoint, to_hf_state
 from .model import Transformer
 from .train import init_weights, v3_tokenizer_path
 
@@ -53,26 +53,7 @@ def write_hf_checkpoint(model: Transformer, folder: str | Path, shards: int = 1)
         "bos_token_id": 1, "eos_token_id": 2,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
-    inverse = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
-               "output.weight": "lm_head.weight"}
-    layer_names = {"attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj",
-                   "attention.wv": "self_attn.v_proj", "attention.wo": "self_attn.o_proj",
-                   "feed_forward.w1": "mlp.gate_proj", "feed_forward.w2": "mlp.down_proj",
-                   "feed_forward.w3": "mlp.up_proj", "attention_norm": "input_layernorm",
-                   "ffn_norm": "post_attention_layernorm"}
-    state = {}
-    for name, t in model.state_dict().items():
-        t = t.detach().contiguous()
-        if name in inverse:
-            state[inverse[name]] = t
-            continue
-        _, idx, *module, leaf = name.split(".")
-        module = ".".join(module)
-        if module == "attention.wq":
-            t = permute_rows(t, a.n_heads).contiguous()
-        elif module == "attention.wk":
-            t = permute_rows(t, a.n_kv_heads).contiguous()
-        state[f"model.layers.{idx}.{layer_names[module]}.{leaf}"] = t
+    state = to_hf_state({k: v.detach().contiguous() for k, v in model.state_dict().items()}, a)
     names = sorted(state)
     if shards == 1:
         save_file(state, str(folder / "model.safetensors"))
