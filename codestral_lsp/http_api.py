@@ -2,7 +2,7 @@
 
     POST /v1/fim/completions   Mistral's FIM API: `prompt` is the text before the gap, `suffix` after it
     POST /v1/completions       OpenAI's legacy completions; fill-in-the-middle when `suffix` is given
-    POST /v1/chat/completions  only for an instruct model (`is_instruct`), with Mistral's v3 template
+    POST /v1/chat/completions  only for an instruct model (`engine.loading.is_instruct`), with Mistral's v3 template
     GET  /v1/models            the one loaded model (and GET /v1/models/{id})
 
 Answers and `stream: true` server-sent events (`data: {chunk}` ... `data: [DONE]`) have the shapes of the
@@ -32,7 +32,6 @@ import uuid
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import uvicorn
@@ -163,7 +162,7 @@ def parse_chat(body: dict, max_context: int) -> Call:
         raise invalid("messages must alternate user and assistant, starting and ending with user "
                       "(system messages may appear anywhere)", "messages", "invalid_conversation")
     options = parse_sampling(body, max_context)
-    return Call("chat", field(body, "model", str), lambda eng: plain_tokens(eng, encode_chat(eng.tokenizer, turns)),
+    return Call("chat", field(body, "model", str), lambda eng: plain_tokens(eng, eng.tokenizer.encode_chat(turns)),
                 options, field(body, "stream", bool, False), fim=False)
 
 
@@ -179,51 +178,12 @@ def parse_message(message, i: int) -> tuple[str, str]:
     return role, content
 
 
-def encode_chat(tokenizer, turns: list[tuple[str, str]]) -> list[int]:
-    """Mistral's v3 instruct template, token for token as mistral-common encodes it:
-
-        <s>[INST]▁user[/INST]▁answer</s>[INST]▁system\\n\\nlast user[/INST]
-
-    System messages, joined by blank lines, go before the last user message.
-    """
-    system = "\n\n".join(content for role, content in turns if role == "system")
-    turns = [(role, content) for role, content in turns if role != "system"]
-    inst_end = tokenizer.sp.piece_to_id("[/INST]")
-    tokens = [tokenizer.bos_id]
-    for i, (role, content) in enumerate(turns):
-        if role == "assistant":
-            tokens += [*tokenizer.encode(content), tokenizer.eos_id]
-            continue
-        if i == len(turns) - 1 and system:
-            content = f"{system}\n\n{content}"
-        tokens += [tokenizer.inst_id, *tokenizer.encode(content), inst_end]
-    return tokens
-
-
 def plain_tokens(engine: Engine, tokens: list[int]) -> list[int]:
     """A prompt that cannot be trimmed: refused when it leaves no room to generate."""
     if len(tokens) >= engine.max_context:
         raise invalid(f"the prompt has {len(tokens)} tokens; the model's context holds {engine.max_context}",
                       "prompt", "context_length_exceeded")
     return tokens
-
-
-def is_instruct(folder: Path | None) -> bool:
-    """Chat needs a model tuned to follow instructions. A checkpoint says so with `"instruct": true` in
-    its params.json or config.json, or with "instruct" in its folder's name. The tokenizer's [INST]
-    tokens prove nothing: Codestral's tokenizer, shared by FIM-only models, has them too."""
-    if folder is None:
-        return False
-    if "instruct" in folder.name.lower():
-        return True
-    for name in ("params.json", "config.json"):
-        try:
-            config = json.loads((folder / name).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(config, dict) and config.get("instruct") is True:
-            return True
-    return False
 
 
 # -- answers ---------------------------------------------------------------------------------------
@@ -381,7 +341,7 @@ class HttpApi:
         self.engine, self.api_key, self.check_host, self.max_body = engine, api_key, check_host, max_body
         folder = engine.checkpoint.folder if engine.checkpoint else None
         self.model_id = folder.name if folder else "codestral-lsp"
-        self.instruct = is_instruct(folder) and engine.tokenizer.supports_instruct
+        self.instruct = engine.instruct
         self.created = int(time.time())
         self.worker = Worker(engine, max_queue)
         routes = [Route("/v1/models", self.models, methods=["GET"]),

@@ -20,7 +20,7 @@ import torch
 
 from .generate import Generation, Request, StopFn, decode, prefill
 from .kv_cache import CachePool, KVCache
-from .loading import Checkpoint, embedded_draft_dir, find_checkpoint, load_model
+from .loading import Checkpoint, embedded_draft_dir, find_checkpoint, is_instruct, load_model
 from .model import Transformer
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
@@ -75,6 +75,8 @@ class Engine:
         self._private = None
         self.draft: Engine | None = None
         self.spec_k, self.spec_ngram = 4, 3  # speculative decoding: most tokens drafted, longest n-gram
+        # Chat prompts ([INST] ... [/INST]) only for checkpoints that declare instruction tuning.
+        self.instruct = tokenizer.supports_instruct and is_instruct(checkpoint.folder if checkpoint else None)
         if tokenizer.vocab_size != self.args.vocab_size:
             raise ValueError(f"tokenizer {tokenizer.path.name} has {tokenizer.vocab_size} tokens but the model "
                              f"has {self.args.vocab_size}")
@@ -171,6 +173,21 @@ class Engine:
             pass
         return Completion(gen.text, gen.tokens, gen.stats)
 
+    def chat(self, turns: list[tuple[str, str]], **kwargs) -> Completion:
+        """Answer (role, content) turns with Mistral's instruct template; only for an instruct model.
+
+        Raises ValueError when the model is not instruct-tuned or the prompt leaves no room to answer.
+        """
+        if not self.instruct:
+            raise ValueError("this model is not instruction-tuned (no \"instruct\": true in its params)")
+        prompt = self.tokenizer.encode_chat(turns)
+        if len(prompt) + kwargs.get("max_tokens", 64) > self.max_context:
+            raise ValueError(f"the chat prompt has {len(prompt)} tokens; the context holds {self.max_context}")
+        gen = self.stream_tokens(prompt, **kwargs)
+        for _ in gen:
+            pass
+        return Completion(gen.text, gen.tokens, gen.stats)
+
     def stream_tokens(self, prompt: list[int], max_tokens: int = 64, temperature: float = 0.0, top_k: int = 0,
                       top_p: float = 1.0, stop: list[str] | tuple[str, ...] | None = None,
                       stop_fn: StopFn | None = None, deadline: float | None = None, cancelled=None,
@@ -225,7 +242,7 @@ class Engine:
             "sliding_window": a.sliding_window, "rope_theta": a.rope_theta,
             "max_context": self.max_context,
             "tokenizer": str(self.tokenizer.path), "fim": self.tokenizer.supports_fim,
-            "instruct": self.tokenizer.supports_instruct,
+            "instruct": self.instruct,
             "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
             "weights_mb": round(sum(p.numel() * p.element_size() for p in self.model.parameters()) / 2**20, 1),
             "cache_mb_per_session": round(self.new_cache().nbytes / 2**20, 1),

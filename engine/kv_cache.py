@@ -69,14 +69,23 @@ class KVCache:
     def is_ring(self) -> bool:
         return self.window is not None and self.window < self.capacity
 
-    def begin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Claim slots for the new positions [T]; return (slots [T], attention mask [T, S_used])."""
+    def begin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Claim slots for the new positions [T]; return (slots [T], attention mask [T, S_used] or None
+        when every used slot is visible to every query)."""
         last = int(positions[-1])
         if not self.is_ring and last >= self.capacity:
             raise ValueError(f"position {last} exceeds the cache capacity {self.capacity}")
         slots = positions % self.capacity  # [T]
         self.slot_pos[slots] = positions
-        self.used = max(self.used, min(self.capacity, last + 1))
+        if not self.is_ring:
+            # Linear buffer: slot == position, so slots [0, last] hold exactly the positions a query
+            # may see, and anything past `last` is stale. One query (a decode step) sees them all:
+            # no mask, which lets attention take its fast path.
+            self.used = last + 1
+            if positions.numel() == 1:
+                return slots, None
+        else:
+            self.used = max(self.used, min(self.capacity, last + 1))
         held = self.slot_pos[: self.used][None, :]  # [1, S_used]
         q = positions[:, None]  # [T, 1]
         mask = (held >= 0) & (held <= q)

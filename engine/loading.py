@@ -40,6 +40,25 @@ class Checkpoint:
     tokenizer_file: Path
 
 
+def is_instruct(folder: Path | None) -> bool:
+    """Chat needs a model tuned to follow instructions. A checkpoint says so with `"instruct": true` in
+    its params.json or config.json, or with "instruct" in its folder's name (Mistral's and Hugging
+    Face's names for such checkpoints say it). The tokenizer's [INST] tokens prove nothing:
+    Codestral's tokenizer, shared by FIM-only models like the embedded one, has them too."""
+    if folder is None:
+        return False
+    if "instruct" in folder.name.lower():
+        return True
+    for name in ("params.json", "config.json"):
+        try:
+            config = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and config.get("instruct") is True:
+            return True
+    return False
+
+
 def embedded_model_dir() -> Path:
     return MODELS_DIR / EMBEDDED_MODEL
 

@@ -73,13 +73,13 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
         if cache is not None:
             k, v = cache.update(self.layer_id, slots, k, v)  # [B, Hkv, S_used, D]
-        repeat = self.n_heads // self.n_kv_heads
-        if repeat > 1:
-            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        # Query head h reads KV head h // (n_heads / n_kv_heads); enable_gqa does that without copying
+        # the keys and values once per query head.
+        gqa = self.n_heads != self.n_kv_heads
         if mask is None and cache is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))  # [B, T, dim]
 
 

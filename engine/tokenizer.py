@@ -79,6 +79,28 @@ class Tokenizer:
         suffix_ids = self.encode_infill(suffix) if suffix else []
         return [self.bos_id, self.suffix_id, *suffix_ids, self.prefix_id, *self.encode(prefix)]
 
+    def encode_chat(self, turns: list[tuple[str, str]]) -> list[int]:
+        """Mistral's v3 instruct template for (role, content) turns, token for token as mistral-common:
+
+            <s>[INST]▁user[/INST]▁answer</s>[INST]▁system\\n\\nlast user[/INST]
+
+        System messages, joined by blank lines, go before the last user message.
+        """
+        if not self.supports_instruct:
+            raise TokenizerError(f"{self.path.name}: this tokenizer has no [INST] tokens")
+        system = "\n\n".join(content for role, content in turns if role == "system")
+        turns = [(role, content) for role, content in turns if role != "system"]
+        inst_end = self.sp.piece_to_id("[/INST]")
+        tokens = [self.bos_id]
+        for i, (role, content) in enumerate(turns):
+            if role == "assistant":
+                tokens += [*self.encode(content), self.eos_id]
+                continue
+            if i == len(turns) - 1 and system:
+                content = f"{system}\n\n{content}"
+            tokens += [self.inst_id, *self.encode(content), inst_end]
+        return tokens
+
     def decode(self, ids: list[int]) -> str:
         """Decode generated ids literally: a leading "▁" stays a space (unlike `sp.decode`)."""
         return b"".join(self._bytes[i] for i in ids).decode("utf-8", errors="replace")

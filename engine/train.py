@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import xxhash
 from safetensors.torch import load_file, save_file
 
-from .config import PRESETS, ModelArgs
+from .config import PRESETS
 from .loading import find_checkpoint, load_model, save_mistral_checkpoint
 from .model import Transformer
 from .tokenizer import Tokenizer

@@ -1,9 +1,17 @@
-"""Code actions a FIM model can do: complete a stub body, write a docstring.
+"""Code actions: what a FIM model can do, and what an instruct model can do on a selection.
 
-The light bulb lists "Codestral: complete body of f" on a function whose body is only `pass`, `...`,
-`raise NotImplementedError` or a TODO comment, and "Codestral: write docstring for f" on a Python
-function without one. Listing is cheap (text scanning); the edit is generated on
-`codeAction/resolve`, only for the action the user picks.
+Any model: the light bulb lists "Codestral: complete body of f" on a function whose body is only
+`pass`, `...`, `raise NotImplementedError` or a TODO comment, and "Codestral: write docstring for f"
+on a Python function without one.
+
+Instruct models only (the checkpoint declares it, `engine.loading.is_instruct`), on a non-empty
+selection: "explain" (the answer goes above the selection as line comments), "refactor" (the
+selection is replaced by the answer's code) and "write tests" (the answer's code is appended to the
+document). They are hidden for FIM-only models such as the embedded one, which cannot follow
+instructions.
+
+Listing is cheap (text scanning); the edit is generated on `codeAction/resolve`, only for the
+action the user picks.
 """
 
 from __future__ import annotations
@@ -99,6 +107,88 @@ def fill(engine, text: str, stub: Stub, session: str, cancelled, max_tokens: int
     return (stub.indent + out).rstrip() if out.strip() else ""
 
 
+# -- instruct actions: pure helpers ---------------------------------------------------------------
+
+INSTRUCT_TITLES = {"explain": "Codestral: explain the selection", "refactor": "Codestral: refactor the selection",
+                   "tests": "Codestral: write tests for the selection"}
+MAX_SELECTION_CHARS = 12_000  # about 3k tokens: room for the question and the answer
+FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:^```|\Z)", re.S | re.M)
+
+
+def instruct_turns(kind: str, language: str, code: str) -> list[tuple[str, str]]:
+    """The chat turns for an instruct action on `code` written in `language`."""
+    block = f"```{language}\n{code.rstrip()}\n```"
+    ask = {
+        "explain": "Explain briefly, in plain sentences without code, what this code does:",
+        "refactor": "Refactor this code to be clearer without changing what it does. Answer with the new "
+                    "code only, in one fenced code block:",
+        "tests": "Write unit tests for this code. Answer with the test code only, in one fenced code block:",
+    }[kind]
+    return [("user", f"{ask}\n\n{block}")]
+
+
+def code_block(answer: str) -> str:
+    """The first fenced code block of an answer, or the whole answer when it has none.
+
+    >>> code_block("Here:\\n```python\\nx = 1\\n```\\nDone.")
+    'x = 1'
+    >>> code_block("x = 1\\n")
+    'x = 1'
+    """
+    m = FENCE.search(answer)
+    return (m.group(1) if m else answer).strip("\n")
+
+
+def comment_prefix(language: str) -> str:
+    return {"python": "#", "lua": "--", "ruby": "#", "shellscript": "#", "yaml": "#", "toml": "#",
+            "r": "#", "perl": "#", "sql": "--", "haskell": "--"}.get(language, "//")
+
+
+def as_comment(text: str, language: str, indent: str, width: int = 88) -> str:
+    """Wrap prose into line comments at `indent`, ending with a newline.
+
+    >>> as_comment("Adds two numbers.", "python", "    ")
+    '    # Adds two numbers.\\n'
+    """
+    prefix = f"{indent}{comment_prefix(language)} "
+    out = []
+    for paragraph in text.strip().splitlines():
+        words, line = paragraph.split(), ""
+        for word in words:
+            if line and len(prefix) + len(line) + 1 + len(word) > width:
+                out.append(prefix + line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        out.append((prefix + line).rstrip())
+    return "".join(line + "\n" for line in out)
+
+
+def instruct_edit(engine, text: str, kind: str, start: int, end: int, language: str,
+                  cancelled=None, max_tokens: int = 512) -> tuple[int, int, str] | None:
+    """Ask the instruct model and turn its answer into (start, end, new text) for the document, or None.
+
+    explain: comments inserted at the start of the selection's first line; refactor: the selection
+    replaced (its trailing line break kept); tests: the code appended after the document's end.
+    """
+    code = text[start:end]
+    answer = engine.chat(instruct_turns(kind, language, code), max_tokens=max_tokens, cancelled=cancelled).text
+    if not answer.strip():
+        return None
+    if kind == "explain":
+        line_start = text.rfind("\n", 0, start) + 1
+        first = text[line_start:]
+        indent = first[: len(first) - len(first.lstrip(" \t"))]
+        return line_start, line_start, as_comment(answer, language, indent)
+    new_code = code_block(answer)
+    if not new_code.strip():
+        return None
+    if kind == "refactor":
+        return start, end, new_code + ("\n" if code.endswith("\n") else "")
+    sep = "" if text.endswith("\n") or not text else "\n"
+    return len(text), len(text), f"{sep}\n\n{new_code}\n"
+
+
 def register(server: CodestralServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
         code_action_kinds=[types.CodeActionKind.RefactorRewrite], resolve_provider=True))
@@ -120,6 +210,17 @@ def register(server: CodestralServer) -> None:
             data = {"uri": doc.uri, "version": doc.version, "kind": stub.kind, "name": stub.name,
                     "start": stub.start, "end": stub.end, "indent": stub.indent}
             actions.append(types.CodeAction(title=title, kind=types.CodeActionKind.RefactorRewrite, data=data))
+        if getattr(ls.engine, "instruct", False) and params.range.start != params.range.end:
+            try:
+                start = doc.offset_at(params.range.start, ls.position_encoding)
+                end = doc.offset_at(params.range.end, ls.position_encoding)
+            except PositionError:
+                return actions
+            if doc.text[start:end].strip() and end - start <= MAX_SELECTION_CHARS:
+                for kind, title in INSTRUCT_TITLES.items():
+                    data = {"uri": doc.uri, "version": doc.version, "kind": kind, "start": start, "end": end}
+                    actions.append(types.CodeAction(title=title, kind=types.CodeActionKind.RefactorRewrite,
+                                                    data=data))
         return actions
 
     @server.feature(types.CODE_ACTION_RESOLVE)
@@ -128,14 +229,28 @@ def register(server: CodestralServer) -> None:
         doc = ls.documents.get(data.get("uri", ""))
         if doc is None or ls.engine is None or doc.version != data.get("version"):
             return action  # stale: no edit, the client shows nothing
-        stub = Stub(data["kind"], data["name"], data["start"], data["end"], data["indent"])
         text, engine = doc.text, ls.engine
+        if data.get("kind") in INSTRUCT_TITLES:
+            kind, language = data["kind"], doc.language_id
+
+            def work(cancelled):
+                return instruct_edit(engine, text, kind, data["start"], data["end"], language, cancelled)
+        else:
+            stub = Stub(data["kind"], data["name"], data["start"], data["end"], data["indent"])
+
+            def work(cancelled):
+                new_text = fill(engine, text, stub, doc.uri, cancelled)
+                return (stub.start, stub.end, new_text) if new_text else None
         try:
-            new_text = await ls.scheduler.run(doc.uri, lambda cancelled: fill(engine, text, stub, doc.uri, cancelled))
+            edit = await ls.scheduler.run(doc.uri, work)
         except (Superseded, PositionError):
             return action
-        if new_text:
+        except ValueError as exc:  # e.g. a selection too long for the model's context
+            ls.log_message(f"codestral: {action.title}: {exc}", types.MessageType.Warning)
+            return action
+        if edit is not None:
+            start, end, new_text = edit
             enc = ls.position_encoding
-            edit_range = types.Range(doc.position_at(stub.start, enc), doc.position_at(stub.end, enc))
+            edit_range = types.Range(doc.position_at(start, enc), doc.position_at(end, enc))
             action.edit = types.WorkspaceEdit(changes={doc.uri: [types.TextEdit(range=edit_range, new_text=new_text)]})
         return action

@@ -145,11 +145,12 @@ async def test_code_action_completes_a_stub_on_resolve(client: LanguageClient):
     uri = "file:///e2e/stub.py"
     open_doc(client, uri, "def square(x):\n    pass\n")
     actions = await client.text_document_code_action_async(types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri), range=types.Range(types.Position(0, 0), types.Position(0, 0)),
+        text_document=types.TextDocumentIdentifier(uri), range=types.Range(types.Position(0, 0), types.Position(1, 8)),
         context=types.CodeActionContext(diagnostics=[])))
     titles = [a.title for a in actions]
     assert "Codestral: complete body of square" in titles
     assert "Codestral: write docstring for square" in titles
+    assert not any("selection" in t for t in titles)  # instruct-only actions: hidden for a FIM-only model
     body = next(a for a in actions if "body" in a.title)
     assert body.edit is None  # computed on resolve only
     resolved = await client.code_action_resolve_async(body)

@@ -30,7 +30,10 @@ def ring(window=4, slack=2) -> KVCache:
                    dtype=torch.float32)
 
 
-def visible(cache: KVCache, mask_row: torch.Tensor) -> list[int]:
+def visible(cache: KVCache, mask_row: torch.Tensor | None) -> list[int]:
+    """Positions a query sees; a None mask (a single query on a linear cache) sees every used slot."""
+    if mask_row is None:
+        return sorted(int(cache.slot_pos[s]) for s in range(cache.used))
     return sorted(int(cache.slot_pos[s]) for s in range(mask_row.numel()) if mask_row[s])
 
 
@@ -50,7 +53,8 @@ def append(cache: KVCache, n: int, chunk: int | None = None, check: bool = False
             # position of its window to a later query of the same chunk.
             for i, q in enumerate(positions.tolist()):
                 lo = 0 if cache.window is None else max(0, q - cache.window + 1)
-                assert visible(cache, mask[i]) == list(range(lo, q + 1)), (q, p0, count)
+                row = None if mask is None else mask[i]
+                assert visible(cache, row) == list(range(lo, q + 1)), (q, p0, count)
         cache.tokens.extend(range(p0, p0 + count))
     return mask
 
@@ -140,6 +144,15 @@ def test_linear_cache_truncates_anywhere():
     assert c.slot_pos[:4].tolist() == [0, 1, 2, -1]
     with pytest.raises(ValueError, match="capacity"):
         c.begin(torch.arange(3, 40))
+
+
+def test_linear_cache_single_query_sees_exactly_its_past_after_rollback():
+    """A decode step on a linear cache gets no mask: the used slots must then be exactly 0..q."""
+    c = KVCache(1, 1, 2, capacity=32, window=None, dtype=torch.float32)
+    append(c, 20, chunk=6)
+    c.truncate(5)
+    slots, mask = c.begin(torch.tensor([5]))
+    assert mask is None and slots.tolist() == [5] and visible(c, None) == [0, 1, 2, 3, 4, 5]
 
 
 @settings(ENGINE, max_examples=60)

@@ -1,15 +1,16 @@
-"""The worked examples in the context modules' docstrings hold."""
+"""The worked examples in the docstrings of the context modules and the code actions hold."""
 
 import doctest
 import importlib
 
 import pytest
 
-MODULES = ["imports", "languages", "lines", "neighbours", "postprocess", "windows"]
+MODULES = [f"codestral_lsp.context.{name}" for name in ("imports", "languages", "lines", "neighbours", "postprocess",
+                                                        "windows")] + ["codestral_lsp.features.code_actions"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    module = importlib.import_module(f"codestral_lsp.context.{name}")  # the package re-exports a function "postprocess"
+    module = importlib.import_module(name)  # by full name: the context package re-exports a function "postprocess"
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

@@ -16,7 +16,8 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from codestral_lsp.http_api import build_server, encode_chat, is_instruct  # noqa: E402
+from codestral_lsp.http_api import build_server  # noqa: E402
+from engine.loading import is_instruct  # noqa: E402
 from engine import Engine  # noqa: E402
 from engine.testing import make_checkpoint  # noqa: E402
 
@@ -151,7 +152,7 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, case,
 def test_chat_uses_mistral_v3_template_and_only_for_instruct_models(server, tmp_path):
     tok = server.api.engine.tokenizer
     turns = [("system", "Be brief."), ("user", "hi there"), ("assistant", "Hello!"), ("user", "def f():")]
-    ids = encode_chat(tok, turns)
+    ids = tok.encode_chat(turns)
     inst, inst_end = tok.inst_id, tok.sp.piece_to_id("[/INST]")
     assert ids == [tok.bos_id, inst, *tok.encode("hi there"), inst_end, *tok.encode("Hello!"), tok.eos_id,
                    inst, *tok.encode("Be brief.\n\ndef f():"), inst_end]
@@ -177,7 +178,7 @@ def test_chat_uses_mistral_v3_template_and_only_for_instruct_models(server, tmp_
         chat = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4}
         status, body = server.post("/v1/chat/completions", chat)
         assert status == 200 and body["object"] == "chat.completion", body
-        assert body["usage"]["prompt_tokens"] == len(encode_chat(tok, [("user", "Say hi")]))
+        assert body["usage"]["prompt_tokens"] == len(tok.encode_chat([("user", "Say hi")]))
         status, stream = server.post("/v1/chat/completions", {**chat, "stream": True})
         chunks = events(stream)
         streamed = "".join(c["choices"][0]["delta"]["content"] for c in chunks[:-1])

@@ -1,0 +1,59 @@
+"""Instruct code actions through the real server: listed on a selection only when the checkpoint is
+instruct-tuned, and resolved into an edit. A tiny random checkpoint whose folder name says "instruct"
+stands in for Mistral's instruct models (its answers are arbitrary text; the edits' shapes are
+checked in tests/server/test_instruct_actions.py with fixed answers)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from engine.testing import make_checkpoint
+
+from test_server import open_doc, record_status, wait_ready  # tests/e2e is on sys.path (rootdir import mode)
+
+MODEL = str(make_checkpoint(Path(tempfile.mkdtemp(prefix="codestral-e2e-")) / "tiny-instruct"))
+SERVER = [sys.executable, "-m", "codestral_lsp", "serve", "--model", MODEL]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), scope="module", loop_scope="module")
+async def client(lsp_client: LanguageClient):
+    record_status(lsp_client)
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=client_capabilities("neovim")))
+    note = await wait_ready(lsp_client)
+    assert note["state"] == "ready", note
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def actions_for(client: LanguageClient, uri: str, start: types.Position, end: types.Position):
+    return await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri), range=types.Range(start, end),
+        context=types.CodeActionContext(diagnostics=[])))
+
+
+async def test_selection_actions_listed_and_resolved(client: LanguageClient):
+    uri = "file:///e2e/shapes.py"
+    open_doc(client, uri, "import math\n\n\ndef area(r):\n    return math.pi * r * r\n")
+    assert not any("selection" in a.title for a in await actions_for(client, uri, types.Position(3, 0),
+                                                                     types.Position(3, 0)))  # empty selection
+    actions = await actions_for(client, uri, types.Position(3, 0), types.Position(5, 0))
+    by_title = {a.title: a for a in actions}
+    assert {"Codestral: explain the selection", "Codestral: refactor the selection",
+            "Codestral: write tests for the selection"} <= set(by_title)
+    resolved = await client.code_action_resolve_async(by_title["Codestral: explain the selection"])
+    if resolved.edit is not None:  # a random model may answer with nothing but whitespace
+        (edit,) = resolved.edit.changes[uri]
+        assert edit.range.start == edit.range.end == types.Position(3, 0)
+        assert all(line.startswith("# ") for line in edit.new_text.splitlines())
+    resolved = await client.code_action_resolve_async(by_title["Codestral: refactor the selection"])
+    if resolved.edit is not None:
+        (edit,) = resolved.edit.changes[uri]
+        assert (edit.range.start, edit.range.end) == (types.Position(3, 0), types.Position(5, 0))
