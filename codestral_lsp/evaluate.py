@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lsprotocol.types import Position
+
 from .pipeline import Completer, Document
 
 
@@ -70,15 +72,75 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def evaluate(completer: Completer, records: list[dict], execute: bool = False, progress=None) -> dict:
-    exact, similarity, passed, latencies = 0, 0.0, 0, []
+def evaluate(completer: Completer, records: list[dict], execute: bool = False, progress=None,
+             with_completions: bool = False) -> dict:
+    """Complete every gap in process, through the same pipeline as the server."""
+
+    def complete(rec: dict, text: str, offset: int) -> tuple[str, int, float]:
+        result = completer.complete(Document(f"eval://{rec['task_id']}", "python", text), offset, use_recent=False)
+        if result.suggestion is None:
+            return "", offset, result.latency_ms
+        return result.suggestion.text, result.suggestion.replace_end, result.latency_ms
+
+    model = str(completer.engine.checkpoint.folder) if completer.engine.checkpoint else None
+    return score(records, complete, execute, progress, model, with_completions)
+
+
+def evaluate_lsp(records: list[dict], model: str | None = None, execute: bool = False, progress=None,
+                 settings: dict | None = None, with_completions: bool = False) -> dict:
+    """Complete every gap through a real server process over stdio (`eval --lsp`): each task is opened
+    as a document and asked for an inline completion at its gap, as an editor would. The scores must
+    equal the in-process `evaluate`: the server adds transport, not different answers. Latency is
+    the request's round trip."""
+    import time
+
+    from .documents import TextDocument
+    from .lsp_client import LspProcess
+
+    command = [sys.executable, "-m", "codestral_lsp", "serve"] + (["--model", model] if model else [])
+    server = LspProcess(command)
+    try:
+        server.initialize({"completion": {"debounceMs": 0}, **(settings or {})})
+        status = server.wait_status()
+        if status["state"] != "ready":
+            raise RuntimeError(f"the server did not become ready: {status['message']}")
+
+        def complete(rec: dict, text: str, offset: int) -> tuple[str, int, float]:
+            uri = f"file:///eval/{rec['task_id'].replace('/', '_')}.py"
+            doc = TextDocument(uri, "python", 1, text)
+            server.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python",
+                                                                    "version": 1, "text": text}})
+            at = doc.position_at(offset)
+            start = time.perf_counter()
+            answer = server.request("textDocument/inlineCompletion", {
+                "textDocument": {"uri": uri}, "position": {"line": at.line, "character": at.character},
+                "context": {"triggerKind": 1}})
+            latency = (time.perf_counter() - start) * 1000
+            server.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+            items = (answer.get("result") or {}).get("items") or []
+            if not items:
+                return "", offset, latency
+            item = items[0]
+            end = item["range"]["end"] if item.get("range") else {"line": at.line, "character": at.character}
+            return item["insertText"], doc.offset_at(Position(end["line"], end["character"])), latency
+
+        return score(records, complete, execute, progress, model, with_completions)
+    finally:
+        server.close()
+
+
+def score(records: list[dict], complete, execute: bool, progress, model: str | None,
+          with_completions: bool = False) -> dict:
+    """Scores of `complete(record, text, offset) -> (completion, replace_end, latency_ms)` on records.
+    With with_completions, `completions` lists each task's completion, so two ways of completing can
+    be compared task by task."""
+    exact, similarity, passed, latencies, completions = 0, 0.0, 0, [], []
     for n, rec in enumerate(records, 1):
         text = rec["prompt"] + rec["suffix"]
         offset = len(rec["prompt"])
-        result = completer.complete(Document(f"eval://{rec['task_id']}", "python", text), offset, use_recent=False)
-        latencies.append(result.latency_ms)
-        completion = result.suggestion.text if result.suggestion else ""
-        end = result.suggestion.replace_end if result.suggestion else offset
+        completion, end, latency = complete(rec, text, offset)
+        latencies.append(latency)
+        completions.append(completion)
         target = rec["canonical_solution"]
         exact += completion.rstrip() == target.rstrip()
         similarity += edit_similarity(completion.rstrip(), target.rstrip())
@@ -95,5 +157,6 @@ def evaluate(completer: Completer, records: list[dict], execute: bool = False, p
         "pass_at_1": passed / n if execute and n else None,
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
-        "model": str(completer.engine.checkpoint.folder) if completer.engine.checkpoint else None,
+        "model": model,
+        **({"completions": completions} if with_completions else {}),
     }

@@ -163,10 +163,12 @@ class Corpus:
 def choose_span(text: str, rng: random.Random) -> tuple[int, int]:
     """Pick the middle [start, end) of a document the way completions are requested.
 
-    - 45%: from a cursor inside a line to the end of that line (single-line completion),
-    - 25%: one to eight whole lines from a line's indentation (a multi-line completion),
+    - 35%: from a cursor inside a line to the end of that line (single-line completion),
+    - 15%: one to three whole lines from a line's start, indentation and final line break included
+      (HumanEval-infilling's single- and multi-line gaps: the suffix starts with the next line's text),
+    - 20%: one to eight whole lines from a line's indentation (a multi-line completion),
     - 30%: a random character span of up to 256 characters (Bavarian et al. 2022).
-    The end excludes the newline for line spans, as the editor's suffix begins with it.
+    The end excludes the newline for the other line spans, as the editor's suffix begins with it.
     """
     n = len(text)
     r = rng.random()
@@ -174,8 +176,14 @@ def choose_span(text: str, rng: random.Random) -> tuple[int, int]:
     line_start = text.rfind("\n", 0, cursor) + 1
     line_end = text.find("\n", cursor)
     line_end = n if line_end < 0 else line_end
-    if r < 0.45:
+    if r < 0.35:
         return cursor, line_end
+    if r < 0.50:
+        end = line_end
+        for _ in range(rng.choice((0, 0, 0, 1, 2))):
+            nxt = text.find("\n", end + 1)
+            end = nxt if nxt >= 0 else end
+        return line_start, min(n, end + 1)
     if r < 0.70:
         indent = len(text[line_start:line_end]) - len(text[line_start:line_end].lstrip(" \t"))
         start, end = line_start + indent, line_end

@@ -156,19 +156,29 @@ def stop_rule(mode: str, text: str, offset: int, language_id: str) -> Callable[[
     offset = _clamp(text, offset)
     cur = _cursor(text, offset)
     if mode != "multi":
-        return partial(_stop_single, skip_blank=not cur.before.strip())
+        return partial(_stop_single, skip_blank=not cur.before.strip(), keep_newline=_opens_line(cur))
     nxt = next((line.strip() for line in cur.below if line.strip()), None)
     repeat = nxt if nxt and not re.fullmatch(r"\W*\w*\W*", nxt) else None  # not "}", "end", "pass"
     closing = text[offset:offset + MAX_LINE].lstrip()[:1]
     return partial(_stop_multi, before=cur.before, repeat=repeat, closing=closing, language_id=language_id)
 
 
-def _stop_single(gen: str, skip_blank: bool) -> int | None:
+def _stop_single(gen: str, skip_blank: bool, keep_newline: bool = False) -> int | None:
     start = len(gen) - len(gen.lstrip()) if skip_blank else 0
     if gen.count("\n", 0, start) > MAX_BLANK_LEAD:
         return 0
     i = gen.find("\n", start)
-    return None if i < 0 else i
+    return None if i < 0 else i + keep_newline
+
+
+def _opens_line(cur: "_Cursor") -> bool:
+    """The cursor is at the start of a line that has text after it: a single-line completion there
+    is a whole new line, inserted above that text, so it ends with its line break.
+
+    >>> _opens_line(_cursor("a\\n    b\\n", 2)), _opens_line(_cursor("a\\n    \\n", 6))
+    (True, False)
+    """
+    return not cur.before.strip() and bool(cur.after.strip())
 
 
 def _stop_multi(gen: str, before: str, repeat: str | None, closing: str, language_id: str) -> int | None:
@@ -276,7 +286,8 @@ def postprocess(completion: str, text: str, offset: int, language_id: str, mode:
     if not cur.before.strip():
         out = _skip_blank_lead(out, cur.before)
     if mode != "multi":
-        out = out.split("\n", 1)[0]
+        first, newline, _ = out.partition("\n")
+        out = first + newline if _opens_line(cur) and first.strip() else first
     lines = [line.rstrip() for line in out.split("\n")]
     if cur.after.strip():
         lines[-1] = out.rsplit("\n", 1)[-1]  # the last line runs into the text after the cursor

@@ -72,3 +72,23 @@ def test_eval_scores_a_perfect_completer(engine, tmp_path):
     assert result["exact_match"] == 1.0 and result["edit_similarity"] == 1.0 and result["pass_at_1"] == 1.0
     real = evaluate(Completer(engine), records, execute=False)
     assert real["n"] == 1 and real["pass_at_1"] is None and 0.0 <= real["edit_similarity"] <= 1.0
+
+
+def test_a_whole_line_gap_keeps_its_line_break_so_a_right_answer_passes():
+    """HumanEval's single-line gaps are whole lines with their line break, so the cursor sits at the start of
+    the next line's text. A right answer must come out as a new line (stop rule and post-processing keep
+    its line break); without it the program would join two lines and fail although exact match holds."""
+    from codestral_lsp.context import completion_mode, postprocess, stop_rule
+    from codestral_lsp.evaluate import score
+
+    record = {"task_id": "t/1", "prompt": "def f(xs):\n    total = 0\n", "canonical_solution": "    for x in xs:\n",
+              "suffix": "        total += x\n    return total\n",
+              "test": "def check(f):\n    assert f([1, 2]) == 3\n", "entry_point": "f"}
+    text, offset = record["prompt"] + record["suffix"], len(record["prompt"])
+    mode = completion_mode(text, offset, "python")
+    generated = record["canonical_solution"] + "        total += x\n"  # the model runs on; the stop rule cuts
+    cut = stop_rule(mode, text, offset, "python")(generated)
+    suggestion = postprocess(generated[:cut], text, offset, "python", mode)
+    assert suggestion.text == "    for x in xs:\n" and suggestion.replace_end == offset
+    result = score([record], lambda rec, t, o: (suggestion.text, suggestion.replace_end, 0.0), True, None, None)
+    assert result["exact_match"] == 1.0 and result["pass_at_1"] == 1.0
