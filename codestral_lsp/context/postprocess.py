@@ -156,11 +156,37 @@ def stop_rule(mode: str, text: str, offset: int, language_id: str) -> Callable[[
     offset = _clamp(text, offset)
     cur = _cursor(text, offset)
     if mode != "multi":
-        return partial(_stop_single, skip_blank=not cur.before.strip(), keep_newline=_opens_line(cur))
-    nxt = next((line.strip() for line in cur.below if line.strip()), None)
-    repeat = nxt if nxt and not re.fullmatch(r"\W*\w*\W*", nxt) else None  # not "}", "end", "pass"
-    closing = text[offset:offset + MAX_LINE].lstrip()[:1]
-    return partial(_stop_multi, before=cur.before, repeat=repeat, closing=closing, language_id=language_id)
+        rule = partial(_stop_single, skip_blank=not cur.before.strip(), keep_newline=_opens_line(cur))
+    else:
+        nxt = next((line.strip() for line in cur.below if line.strip()), None)
+        repeat = nxt if nxt and not re.fullmatch(r"\W*\w*\W*", nxt) else None  # not "}", "end", "pass"
+        closing = text[offset:offset + MAX_LINE].lstrip()[:1]
+        rule = partial(_stop_multi, before=cur.before, repeat=repeat, closing=closing, language_id=language_id)
+    return partial(_first_stop, rule)
+
+
+def _first_stop(rule: Callable[[str], int | None], gen: str) -> int | None:
+    cuts = [c for c in (rule(gen), _loop_cut(gen)) if c is not None]
+    return min(cuts) if cuts else None
+
+
+def _loop_cut(gen: str, min_period: int = 8, max_period: int = 80) -> int | None:
+    """Where a degenerate loop starts: when the text ends with the same piece of at least min_period
+    characters three times in a row, keep the first copy and stop. Small models fall into such loops
+    ("self.size, self.size, self.size, ..."); going on only costs decode steps. Shorter periods are
+    left alone: "0, 0, 0, " and "----" are real code.
+
+    >>> g = "f(a, self.size, self.size, self.size, "
+    >>> g[:_loop_cut(g)]
+    'f(a, self.size, '
+    >>> _loop_cut("[0, 0, 0, 0, 0, 0]") is None
+    True
+    """
+    n = len(gen)
+    for p in range(min_period, min(max_period, n // 3) + 1):
+        if gen[n - p:] == gen[n - 2 * p: n - p] == gen[n - 3 * p: n - 2 * p]:
+            return n - 2 * p
+    return None
 
 
 def _stop_single(gen: str, skip_blank: bool, keep_newline: bool = False) -> int | None:

@@ -263,9 +263,22 @@ def test_never_raises_and_stays_in_range(text, where, gen, language, mode, inser
     if s is not None:
         assert s.text.strip() and offset <= s.replace_end <= len(text)
         assert "\n" not in text[offset:s.replace_end]
-        assert mode == "multi" or "\n" not in s.text
+        # single: one line; when the cursor starts a line that has text after it, a whole new line
+        opens_line = not text[text.rfind("\n", 0, offset) + 1:offset].strip() and text[offset:].split("\n", 1)[0].strip()
+        assert mode == "multi" or "\n" not in (s.text[:-1] if opens_line else s.text)
 
 
 def test_a_first_line_repeating_the_next_line_stops_at_once():
     text, offset = at_cursor("def f(x):\n    <C>\n    return x + 1\n")
     assert stop_rule("multi", text, offset, "python")("return x + 1\n") == 0
+
+
+@pytest.mark.parametrize("mode", ["single", "multi"])
+def test_stop_rules_end_degenerate_loops(mode):
+    """A model stuck repeating itself is stopped after the first copy, in both modes."""
+    text = "class A:\n    def f(self):\n        \n"
+    offset = text.index("        \n") + 8
+    rule = stop_rule(mode, text, offset, "python")
+    looping = "return g(self.size, self.size, self.size, "
+    assert looping[:rule(looping)] == "return g(self.size, "
+    assert rule("return g(self.size, self.size") is None  # two copies are not yet a loop
