@@ -30,20 +30,18 @@ class RMSNorm(nn.Module):
         return (normed * self.weight.float()).type_as(x)
 
 
-def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin for each position and pair: both [T, head_dim // 2], float32."""
-    freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
-    angles = positions.float()[:, None] * freqs[None, :]  # [T, D/2]
-    return angles.cos(), angles.sin()
+def rope_table(head_dim: int, length: int, theta: float, device=None) -> torch.Tensor:
+    """The rotation of each pair at positions 0..length-1 as unit complex numbers: [length, head_dim // 2]."""
+    freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * freqs[None, :]  # [T, D/2]
+    return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs. x: [B, T, H, D]; cos, sin: [T, D/2]."""
-    pairs = x.float().unflatten(-1, (-1, 2))  # [B, T, H, D/2, 2]
-    even, odd = pairs[..., 0], pairs[..., 1]
-    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
-    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
-    return rotated.flatten(-2).type_as(x)
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x0, x1), (x2, x3), ... read as complex numbers x0 + i x1.
+    x: [B, T, H, D]; rotation: [T, D/2] complex64."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # [B, T, H, D/2]
+    return torch.view_as_real(pairs * rotation[None, :, None, :]).flatten(-2).type_as(x)
 
 
 def causal_mask(positions: torch.Tensor, window: int | None) -> torch.Tensor | None:
@@ -64,12 +62,12 @@ class Attention(nn.Module):
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None, slots: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x, rotation, mask, cache: KVCache | None, slots: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, rotation), apply_rope(k, rotation)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
         if cache is not None:
             k, v = cache.update(self.layer_id, slots, k, v)  # [B, Hkv, S_used, D]
@@ -102,8 +100,8 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
-    def forward(self, x, cos, sin, mask, cache, slots):
-        h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache, slots)
+    def forward(self, x, rotation, mask, cache, slots):
+        h = x + self.attention(self.attention_norm(x), rotation, mask, cache, slots)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -115,19 +113,28 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+        self._rope = torch.empty(0, dtype=torch.complex64)  # rope_table rows, grown on demand
+
+    def rotations(self, start: int, length: int, device) -> torch.Tensor:
+        """Rows start .. start+length-1 of the rotation table [length, head_dim // 2], computed once."""
+        end = start + length
+        if self._rope.shape[0] < end or self._rope.device != torch.device(device):
+            size = max(end, 2 * self._rope.shape[0], 4096)
+            self._rope = rope_table(self.args.head_dim, size, self.args.rope_theta, device)
+        return self._rope[start:end]
 
     def hidden(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None) -> torch.Tensor:
         """Final normed hidden states. tokens: [B, T] at positions start_pos .. start_pos+T-1 -> [B, T, dim]."""
         B, T = tokens.shape
         positions = torch.arange(start_pos, start_pos + T, device=tokens.device)  # [T]
-        cos, sin = rope_tables(self.args.head_dim, positions, self.args.rope_theta)
+        rotation = self.rotations(start_pos, T, tokens.device)  # [T, D/2]
         if cache is None:
             mask, slots = causal_mask(positions, self.args.sliding_window), None
         else:
             slots, mask = cache.begin(positions)  # slots: [T], mask: [T, S_used]
         x = self.tok_embeddings(tokens)  # [B, T, dim]
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, cache, slots)
+            x = layer(x, rotation, mask, cache, slots)
         return self.norm(x)
 
     def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None,
