@@ -115,7 +115,7 @@ class Completer:
         for _ in gen:
             pass
         suggestion = None
-        if gen.stats.get("stop_reason") != "cancelled":
+        if gen.stats.get("stop_reason") not in ("cancelled", "error"):  # "error": a remote engine's failed request
             suggestion = postprocess(gen.text, doc.text, offset, doc.language_id, mode, tab_size, insert_spaces)
         if suggestion is not None:
             self.recent.put(doc.text, offset, suggestion)

@@ -3,6 +3,10 @@
 Features live in `features/`, one module each, registered by `create_server`. This class holds the
 state they share. The model loads on the worker in the background; until it is ready, completion
 requests get an empty answer at once and `codestral/status` says "loading".
+
+With `model.backend` "mistral" or "openai" no model is loaded: a `remote.RemoteEngine` stands in for
+the engine, and failed requests (no server, wrong key, timeouts) get an empty answer and put the
+reason in `codestral/status` ("error") until a request works again.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class CodestralServer(LanguageServer):
         self.state, self.state_message = "loading", "starting"
         self.last_latency_ms: float | None = None
         self.loaded_message = ""
+        self.backend_error: str | None = None  # why the remote backend fails, while it does
         self._last_status_sent = 0.0
         self._loaded_key: tuple | None = None
 
@@ -96,6 +101,9 @@ class CodestralServer(LanguageServer):
 
     def model_key(self) -> tuple:
         m = self.settings.model
+        if m.backend != "local":
+            return ("remote", m.backend, m.endpoint, m.api_key_env, m.remote_model, m.fim_prompt,
+                    m.request_timeout_ms, m.retries)
         return (self.cli_model_path or m.path, m.device, m.dtype, m.quantize, self.settings.cache.sessions,
                 self.settings.cache.memory_mb, self.settings.speculative.draft_path, self.settings.speculative.mode)
 
@@ -104,8 +112,16 @@ class CodestralServer(LanguageServer):
     def start_loading(self) -> None:
         key = self.model_key()
         self._loaded_key = key
-        self.engine, self.completer = None, None
+        old, self.engine, self.completer = self.engine, None, None
+        self.backend_error = None
         self._loop = asyncio.get_running_loop()
+        if hasattr(old, "close"):  # a remote client: closed after the work already queued for it
+            self.scheduler.submit_blocking(old.close)
+        model = self.settings.model
+        if model.backend != "local":
+            self.set_status("loading", f"connecting to the {model.backend} backend")
+            self.scheduler.submit_blocking(lambda: self._connect(key, model))
+            return
         self.set_status("loading", "loading the model")
         token = f"codestral-load-{time.monotonic_ns()}"
         progress = self._begin_progress(token)
@@ -162,7 +178,64 @@ class CodestralServer(LanguageServer):
     def ready_status(self) -> tuple[str, str]:
         if not self.settings.completion.enabled:
             return "disabled", "completions are disabled (completion.enabled)"
+        if self.backend_error:
+            return "error", self.backend_error
         return "ready", self.loaded_message
+
+    # -- remote backends -----------------------------------------------------------------------------
+
+    def _connect(self, key: tuple, model) -> None:
+        """On the worker: make the remote client and ask the server for its models (reachable? key accepted?)."""
+        from .remote import RemoteConfig, RemoteEngine, RemoteError
+
+        loop = self._loop
+
+        def report(error: str | None) -> None:
+            try:
+                loop.call_soon_threadsafe(self._remote_health, key, error)
+            except RuntimeError:  # the event loop has closed: the server is exiting
+                pass
+
+        try:
+            engine = RemoteEngine(RemoteConfig.from_settings(model), report=report)
+        except Exception as exc:  # no tokenizer for the context budgets
+            log.exception("remote backend setup failed")
+            loop.call_soon_threadsafe(self._load_failed, None, exc)
+            return
+        try:
+            engine.check()
+            error = None
+        except RemoteError as exc:
+            error = exc.message
+        except Exception as exc:  # whatever happens, the status must leave "loading"
+            log.exception("remote backend check failed")
+            error = f"{model.backend} backend: {type(exc).__name__}: {exc}"
+        engine.last_error = error
+        loop.call_soon_threadsafe(self._connected, key, engine, error)
+
+    def _connected(self, key: tuple, engine, error: str | None) -> None:
+        if key != self._loaded_key:  # settings changed meanwhile; a newer connection is queued
+            engine.close()
+            return
+        self.engine, self.backend_error = engine, error
+        self.completer = Completer(engine, self.settings)  # requests go on even after an error: it may pass
+        self.loaded_message = engine.describe()
+        self.set_status(*self.ready_status())
+        if error:
+            self.show(f"codestral: {error}", types.MessageType.Error)
+        else:
+            self.log_message(f"codestral: using the {self.loaded_message}")
+
+    def _remote_health(self, key: tuple, error: str | None) -> None:
+        """A request of the current remote engine started failing, or worked again after failing."""
+        if key != self._loaded_key or self.engine is None:
+            return
+        self.backend_error = error
+        self.set_status(*self.ready_status())
+        if error:
+            self.log_message(f"codestral: {error}", types.MessageType.Warning)
+        else:
+            self.log_message(f"codestral: the {self.settings.model.backend} backend answers again")
 
     def record_latency(self, latency_ms: float) -> None:
         """Keep the last latency and tell the client, at most once a second."""
@@ -193,7 +266,14 @@ class CodestralServer(LanguageServer):
         self.state, self.state_message = state, message
         self._last_status_sent = time.monotonic()
         self.protocol.notify(STATUS, {"state": state, "message": message, "lastLatencyMs": self.last_latency_ms,
-                                      "model": self.cli_model_path or self.settings.model.path or "embedded"})
+                                      "model": self.status_model()})
+
+    def status_model(self) -> str:
+        m = self.settings.model
+        if m.backend != "local":
+            name = getattr(self.engine, "model", None) or m.remote_model
+            return f"{m.backend}:{name}" if name else m.backend
+        return self.cli_model_path or m.path or "embedded"
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))

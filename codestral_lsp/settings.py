@@ -26,6 +26,23 @@ class ModelSettings:
     device: str = setting("auto", "Where the model runs.", ("auto", "cpu", "cuda", "mps"))
     dtype: str = setting("auto", "Weight precision.", ("auto", "float32", "bfloat16", "float16"))
     quantize: str = setting("none", "Weight-only quantization.", ("none", "int8"))
+    backend: str = setting("local", "Where completions come from: the model in this process, Mistral's FIM API, or an "
+                           "OpenAI-compatible server (vLLM, llama.cpp, codestral-lsp serve-http).",
+                           ("local", "mistral", "openai"))
+    endpoint: str | None = setting(None, "Base URL of the remote server; empty: https://api.mistral.ai (mistral) or "
+                                   "http://127.0.0.1:8000 (openai).")
+    api_key_env: str | None = setting(None, "Name of the environment variable holding the API key, never the key "
+                                      "itself; empty: MISTRAL_API_KEY (mistral, required) or OPENAI_API_KEY "
+                                      "(openai, sent when set).")
+    remote_model: str | None = setting(None, "Model name sent to the remote server; empty: codestral-latest (mistral) "
+                                       "or the first model the server lists (openai).")
+    fim_prompt: str = setting("suffix", "How the openai backend sends the gap: prompt and suffix fields, or the FIM "
+                              "prompt as Codestral token ids (for servers that refuse suffix, such as vLLM).",
+                              ("suffix", "tokens"))
+    request_timeout_ms: int = setting(10000, "Longest wait for the remote server to connect or send the next piece.",
+                                      minimum=1)
+    retries: int = setting(2, "Retries of a remote request after a connection error, 429 or 5xx, with exponential "
+                           "backoff.", minimum=0)
 
 
 @dataclass

@@ -11,6 +11,13 @@ export interface ServerSettings {
         device: 'auto' | 'cpu' | 'cuda' | 'mps';
         dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
         quantize: 'none' | 'int8';
+        backend: 'local' | 'mistral' | 'openai';
+        endpoint: string | null;
+        apiKeyEnv: string | null;
+        remoteModel: string | null;
+        fimPrompt: 'suffix' | 'tokens';
+        requestTimeoutMs: number;
+        retries: number;
     };
     completion: {
         enabled: boolean;
@@ -33,6 +40,8 @@ export type ServerKey = DottedKey<ServerSettings>;
 /** Every key of the tree; a test checks them against package.json and the server's describe(). */
 export const SERVER_KEYS: readonly ServerKey[] = [
     'model.path', 'model.device', 'model.dtype', 'model.quantize',
+    'model.backend', 'model.endpoint', 'model.apiKeyEnv', 'model.remoteModel', 'model.fimPrompt',
+    'model.requestTimeoutMs', 'model.retries',
     'completion.enabled', 'completion.maxTokens', 'completion.multiline', 'completion.debounceMs',
     'completion.timeoutMs', 'completion.prefixTokens', 'completion.suffixTokens', 'completion.temperature',
     'context.neighbourFiles', 'context.neighbourTokens',
