@@ -188,6 +188,7 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
         ours["decode_tokens_per_s"] = max(ours["decode_tokens_per_s"],
                                           (g.stats["generated_tokens"] - 1) / g.stats["decode_ms"] * 1000)
     result = {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "dtype": str(engine.dtype).split(".")[-1],
+              "quantize": weight_quantization(engine.model), "weights_mb": round(weights_bytes(engine.model) / 2**20, 1),
               "threads": torch.get_num_threads(), "codestral": ours}
     if with_transformers:
         result["transformers"] = _transformers_speed(engine, prompt, new_tokens, repeats)
@@ -195,6 +196,23 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
         if "error" not in theirs:
             result["ratio"] = {k: ours[k] / theirs[k] for k in ours}
     return result
+
+
+def weights_bytes(model) -> int:
+    """Bytes of the weights as held: parameters and buffers (int8 layers keep theirs as buffers), each
+    storage counted once."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+def weight_quantization(model) -> str:
+    from engine.quantize import Int8Linear
+
+    return "int8" if any(isinstance(m, Int8Linear) for m in model.modules()) else "none"
 
 
 class _NoEos:
@@ -209,22 +227,14 @@ class _NoEos:
 
 
 def _transformers_speed(engine, prompt: list[int], new_tokens: int, repeats: int) -> dict:
-    try:
-        import torch
-        from transformers import MistralConfig, MistralForCausalLM
+    import torch
 
-        from engine.loading import to_hf_state
+    from .peers import transformers_model
+
+    try:
+        model = transformers_model(engine)
     except ImportError as exc:
         return {"error": f"transformers is not installed ({exc})"}
-    a = engine.args
-    config = MistralConfig(vocab_size=a.vocab_size, hidden_size=a.dim, intermediate_size=a.hidden_dim,
-                           num_hidden_layers=a.n_layers, num_attention_heads=a.n_heads, num_key_value_heads=a.n_kv_heads,
-                           head_dim=a.head_dim, rms_norm_eps=a.norm_eps, rope_theta=a.rope_theta,
-                           sliding_window=a.sliding_window, max_position_embeddings=a.max_seq_len,
-                           tie_word_embeddings=False)
-    model = MistralForCausalLM(config).to(engine.dtype).eval()
-    state = to_hf_state(engine.model.state_dict(), a)
-    model.load_state_dict(state, strict=False)
     x = torch.tensor([prompt])
     best = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}
     with torch.inference_mode():

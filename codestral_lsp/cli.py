@@ -104,20 +104,24 @@ def cmd_info(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .evaluate import evaluate, read_records
+    from .evaluate import evaluate, evaluate_lsp, read_records
     from .pipeline import Completer
 
     records = read_records(args.data)[: args.limit]
-    engine = load_engine(args)
-    completer = Completer(engine)
-    completer.settings.speculative.mode = "off"
-    completer.settings.completion.timeout_ms = 600_000  # scores must not depend on the machine's load
 
     def report(n, total, exact):
         if n % 10 == 0 or n == total:
             progress(f"{n}/{total} exact {exact}")
 
-    result = evaluate(completer, records, execute=args.execute, progress=report)
+    if args.lsp:  # the same tasks through a real server process, as an editor asks
+        settings = {"completion": {"timeoutMs": 600_000}, "model": {"quantize": args.quantize or "none"}}
+        result = evaluate_lsp(records, args.model, execute=args.execute, progress=report, settings=settings)
+    else:
+        completer = Completer(load_engine(args))
+        completer.settings.speculative.mode = "off"
+        completer.settings.completion.timeout_ms = 600_000  # scores must not depend on the machine's load
+        result = evaluate(completer, records, execute=args.execute, progress=report)
+    result["quantize"] = args.quantize or "none"  # so int8 and float scores are told apart
     print(json.dumps(result) if args.json else "\n".join(f"{k:16} {v}" for k, v in result.items()))
 
 
@@ -157,10 +161,42 @@ def cmd_bench_engine(args) -> None:
         from engine.train import v3_tokenizer_path
 
         dtype = DTYPES.get(args.dtype, torch.float32)
-        engine = Engine(random_model(PRESETS[args.random_preset]).to(dtype), Tokenizer(v3_tokenizer_path()))
+        model = random_model(PRESETS[args.random_preset]).to(dtype)
+        if args.quantize == "int8":
+            from engine.quantize import quantize_int8
+
+            quantize_int8(model)
+        engine = Engine(model, Tokenizer(v3_tokenizer_path()))
     else:
         engine = load_engine(args)
-    result = bench_engine(engine, args.prompt_tokens, args.new_tokens, with_transformers=not args.no_peers)
+    # transformers gets float weights only: with --quantize its row would compare different models.
+    result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
+                          with_transformers=not args.no_peers and not args.quantize)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+def cmd_bench_peers(args) -> None:
+    import torch
+
+    from .peers import SYSTEMS, bench_peers, plot
+
+    systems = tuple(s.strip() for s in args.systems.split(",")) if args.systems else SYSTEMS
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        sys.exit(f"codestral-lsp: unknown system {', '.join(unknown)}; systems are {', '.join(SYSTEMS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    engine = load_engine(args)
+
+    def report(system, n, total):
+        if n % 20 == 0 or n == total:
+            progress(f"{system}: {n}/{total} events")
+
+    result, runs = bench_peers(engine, args.file, args.events, args.max_tokens, systems, args.gguf, progress=report)
+    if args.plot:
+        title = (f"{Path(args.file).name}: {result['events']} events, {args.max_tokens} tokens greedy, "
+                 f"{result['threads']} thread{'s' if result['threads'] != 1 else ''}")
+        progress(f"plot: {plot(runs, args.plot, title)}")
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -206,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data", metavar="DATA.jsonl[.gz]")
     s.add_argument("--limit", type=int)
     s.add_argument("--execute", action="store_true", help="run the tests for pass@1 (runs generated code)")
+    s.add_argument("--lsp", action="store_true", help="complete through a real server process over stdio")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 
@@ -227,6 +264,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-peers", action="store_true", help="skip transformers")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_bench_engine)
+
+    pe = bench.add_parser("peers", help="the typing replay through our engine, transformers and llama.cpp")
+    pe.add_argument("file")
+    pe.add_argument("--model", help="checkpoint folder (Mistral or Hugging Face format); default: embedded")
+    pe.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    pe.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
+                    help="weights of every system but llama.cpp (always a float32 GGUF)")
+    pe.add_argument("--events", type=int, default=60)
+    pe.add_argument("--max-tokens", type=int, default=32, help="greedy tokens per event (stops only at EOS)")
+    pe.add_argument("--systems", help="comma-separated peers: transformers,transformers+lookup,llama.cpp "
+                    "(codestral always runs: it is the reference)")
+    pe.add_argument("--threads", type=int, help="torch and llama.cpp threads (default: torch's)")
+    pe.add_argument("--gguf", help="use this GGUF file for llama.cpp instead of converting the weights")
+    pe.add_argument("--plot", metavar="PNG", help="box plot of the latencies per event, log scale")
+    pe.add_argument("--json", action="store_true")
+    pe.set_defaults(func=cmd_bench_peers)
 
     s = with_model(sub.add_parser("info", help="model, tokenizer, device, dtype, memory"))
     s.add_argument("--json", action="store_true")

@@ -21,7 +21,7 @@ import torch
 from .generate import Generation, Request, StopFn, decode, prefill
 from .kv_cache import CachePool, KVCache
 from .loading import Checkpoint, embedded_draft_dir, find_checkpoint, is_instruct, load_model
-from .model import Transformer
+from .model import Transformer, store_weights_transposed
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
 
@@ -93,9 +93,11 @@ class Engine:
         if quantize == "int8":
             from .quantize import quantize_int8
 
-            quantize_int8(model)
+            quantize_int8(model)  # before the transposition below: int8 kernels want row-major weights
         elif quantize not in (None, "none"):
             raise ValueError(f"unknown quantization {quantize!r}: use int8 or none")
+        if dev.type == "cpu":
+            store_weights_transposed(model)  # the float Linear layers that are left
         return cls(model, tokenizer, ckpt, **options)
 
     def attach_draft(self, draft: "str | Path | Engine | None" = None) -> "Engine":

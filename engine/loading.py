@@ -189,6 +189,7 @@ def to_hf_state(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, to
     layer = {ours: hf for hf, ours in HF_LAYER_NAMES.items()}
     out = {}
     for name, t in state.items():
+        t = t.contiguous()  # an inference model may hold its weights transposed (model.store_weights_transposed)
         if name in top:
             out[top[name]] = t
             continue
