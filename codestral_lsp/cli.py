@@ -142,9 +142,11 @@ def cmd_bench(args) -> None:
     if unknown:
         sys.exit(f"codestral-lsp: unknown mode {', '.join(unknown)}; modes are {', '.join(MODES)}")
     engine = load_engine(args)
+    engine.spec_k = args.spec_k
     if "cache+draft" in modes:
         engine.attach_draft(args.draft)
     result = bench_typing(engine, args.file, args.events, modes, progress=report)
+    result["spec_k"] = args.spec_k
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -192,7 +194,9 @@ def cmd_bench_peers(args) -> None:
         if n % 20 == 0 or n == total:
             progress(f"{system}: {n}/{total} events")
 
-    result, runs = bench_peers(engine, args.file, args.events, args.max_tokens, systems, args.gguf, progress=report)
+    result, runs = bench_peers(engine, args.file, args.events, args.max_tokens, systems, args.gguf, progress=report,
+                               speculative=None if args.speculative == "off" else args.speculative)
+    result["codestral_speculative"] = args.speculative
     if args.plot:
         title = (f"{Path(args.file).name}: {result['events']} events, {args.max_tokens} tokens greedy, "
                  f"{result['threads']} thread{'s' if result['threads'] != 1 else ''}")
@@ -254,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--modes", help="comma-separated: cold,cache,cache+ngram,cache+draft")
     t.add_argument("--draft", help="draft checkpoint for cache+draft (default: the embedded draft)")
     t.add_argument("--lsp", action="store_true", help="replay through a real server process and LSP client")
+    t.add_argument("--spec-k", type=int, default=4, help="most tokens drafted per verification (speculative.k)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench)
 
@@ -279,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--gguf", help="use this GGUF file for llama.cpp instead of converting the weights")
     pe.add_argument("--plot", metavar="PNG", help="box plot of the latencies per event, log scale")
     pe.add_argument("--json", action="store_true")
+    pe.add_argument("--speculative", default="ngram", choices=["ngram", "off"],
+                    help="our engine's drafting (ngram: prompt lookup, the server's default)")
     pe.set_defaults(func=cmd_bench_peers)
 
     s = with_model(sub.add_parser("info", help="model, tokenizer, device, dtype, memory"))

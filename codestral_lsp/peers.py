@@ -227,7 +227,7 @@ def summarize(runs: list[Run], prompts: list[list[int]], max_tokens: int, thread
 
 def bench_peers(engine, path: str | Path, events: int = 60, max_tokens: int = 32,
                 systems: tuple[str, ...] = SYSTEMS, gguf_path: str | Path | None = None,
-                progress: Progress | None = None) -> tuple[dict, list[Run]]:
+                progress: Progress | None = None, speculative: str | None = "ngram") -> tuple[dict, list[Run]]:
     """Run every system over the same prompts, one system after the other (one model in memory at a time
     besides ours). Returns the summary and the runs (latencies per event, for `plot`)."""
     import torch
@@ -236,7 +236,7 @@ def bench_peers(engine, path: str | Path, events: int = 60, max_tokens: int = 32
     if unknown:
         raise ValueError(f"unknown system {', '.join(unknown)}; systems are {', '.join(SYSTEMS)}")
     prompts = peer_prompts(engine, path, events, max_tokens)
-    runs = [run_codestral(engine, prompts, max_tokens, progress=progress)]  # the reference: always first
+    runs = [run_codestral(engine, prompts, max_tokens, speculative, progress=progress)]  # the reference: first
     for name in systems:
         if name == "transformers":
             runs.append(run_transformers(engine, prompts, max_tokens, progress=progress))
