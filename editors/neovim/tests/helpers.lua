@@ -66,7 +66,9 @@ function M.child()
   -- No remote-plugin providers: probing for them (python's ftplugin asks for python3) takes seconds.
   local no_providers = "let g:loaded_python3_provider = 0 | let g:loaded_node_provider = 0 | "
     .. "let g:loaded_perl_provider = 0 | let g:loaded_ruby_provider = 0"
-  self.chan = vim.fn.jobstart({ vim.v.progpath, "--embed", "--headless", "--clean", "-n", "--cmd", no_providers }, {
+  -- $CODESTRAL_TEST_NVIM: the same Neovim the runner was started as, when that is a wrapper script.
+  local nvim = vim.env.CODESTRAL_TEST_NVIM or vim.v.progpath
+  self.chan = vim.fn.jobstart({ nvim, "--embed", "--headless", "--clean", "-n", "--cmd", no_providers }, {
     rpc = true,
     env = env,
     cwd = M.repo_root, -- where `python -m codestral_lsp` finds the package when it is not installed
@@ -74,7 +76,7 @@ function M.child()
       vim.list_extend(self.stderr, data)
     end,
   })
-  assert(self.chan > 0, "could not start " .. vim.v.progpath)
+  assert(self.chan > 0, "could not start " .. nvim)
   children[#children + 1] = self
   self:lua(
     [[

@@ -282,16 +282,18 @@ describe("keymaps", function()
   end)
 
   it("keymaps = false maps nothing; a key set to false is left alone", function()
+    -- Neovim's own insert-mode <Tab> mapping: 0.11 maps it to snippet jumps, 0.10 not at all.
+    local own_tab = vim.fn.has("nvim-0.11") == 1 and "vim.snippet.jump if active, otherwise <Tab>" or ""
     start({ setup = { keymaps = false } })
     local function desc(lhs)
       return child:lua("return vim.fn.maparg(..., 'i', false, true).desc or ''", lhs)
     end
     eq("", desc("<M-w>"), "<M-w>")
-    eq("vim.snippet.jump if active, otherwise <Tab>", desc("<Tab>"), "<Tab> keeps Neovim's own mapping")
+    eq(own_tab, desc("<Tab>"), "<Tab> keeps Neovim's own mapping")
     child:lua("require('codestral').setup({ cmd = require('fake_server').cmd })")
     eq("codestral: Accept the suggestion", desc("<Tab>"), "<Tab> after the second setup")
     child:lua("require('codestral').setup({ cmd = require('fake_server').cmd, keymaps = { accept = false } })")
-    eq("vim.snippet.jump if active, otherwise <Tab>", desc("<Tab>"), "<Tab> given back after the third setup")
+    eq(own_tab, desc("<Tab>"), "<Tab> given back after the third setup")
     eq("codestral: Accept the next word of the suggestion", desc("<M-w>"), "<M-w> after the third setup")
   end)
 

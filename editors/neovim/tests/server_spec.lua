@@ -164,7 +164,8 @@ describe("with the real server", function()
         local client = require("codestral.client").get(bufnr)
         local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
         params.context = { triggerKind = 1 }
-        local answer = assert(client:request_sync("textDocument/inlineCompletion", params, 30000, bufnr))
+        local call = require("codestral.client").call -- client:request_sync on 0.11, client.request_sync on 0.10
+        local answer = assert(call(client, "request_sync", "textDocument/inlineCompletion", params, 30000, bufnr))
         local items = answer.result and (answer.result.items or answer.result) or {}
         return items[1] and items[1].insertText or ""
       ]])
@@ -192,9 +193,18 @@ describe("with the real server speaking UTF-16", function()
     setup({ auto_trigger = false })
     -- Offer only UTF-16, so that LSP columns and byte columns differ on this line.
     child:lua([[
-      local config = vim.lsp.config.codestral
-      config.capabilities.general.positionEncodings = { "utf-16" }
-      vim.lsp.config.codestral = config
+      if vim.fn.has("nvim-0.11") == 1 then
+        local config = vim.lsp.config.codestral
+        config.capabilities.general.positionEncodings = { "utf-16" }
+        vim.lsp.config.codestral = config
+      else -- 0.10: the plugin starts the client with vim.lsp.start when the buffer opens
+        local start = vim.lsp.start
+        vim.lsp.start = function(config, opts)
+          config.capabilities = vim.tbl_deep_extend("force", config.capabilities or vim.lsp.protocol.make_client_capabilities(),
+            { general = { positionEncodings = { "utf-16" } } })
+          return start(config, opts)
+        end
+      end
     ]])
     new_file({ 'greeting = "héllo wörld 𝄞"', "" })
     child:wait_ready()

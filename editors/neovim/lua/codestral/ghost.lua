@@ -32,6 +32,26 @@ function M.byte_col(line, character, encoding)
   return ok and col or #line
 end
 
+--- The LSP character offset of byte column `col` of `line`: the inverse of byte_col.
+---@param line string
+---@param col integer
+---@param encoding string "utf-8"|"utf-16"|"utf-32"
+---@return integer
+function M.char_col(line, col, encoding)
+  col = math.min(col, #line)
+  if encoding == "utf-8" then
+    return col
+  end
+  if vim.fn.has("nvim-0.11") == 1 then
+    return vim.str_utfindex(line, encoding, col, false)
+  end
+  local ok, utf32, utf16 = pcall(vim.str_utfindex, line, col)
+  if not ok then
+    return col
+  end
+  return encoding == "utf-16" and utf16 or utf32
+end
+
 ---@param bufnr integer
 ---@param row integer
 ---@return string

@@ -125,8 +125,12 @@ function M.request(trigger)
   end
   state.anchor = anchor
   local seq = state.seq
-  local params = vim.lsp.util.make_position_params(anchor.win, client.offset_encoding)
-  params.context = { triggerKind = trigger }
+  -- Not vim.lsp.util.make_position_params: Neovim 0.10's counts a character past a surrogate pair in UTF-16.
+  local params = {
+    textDocument = { uri = vim.uri_from_bufnr(anchor.bufnr) },
+    position = { line = anchor.row, character = ghost.char_col(anchor.line, anchor.col, client.offset_encoding) },
+    context = { triggerKind = trigger },
+  }
   local function on_result(err, result)
     if seq ~= state.seq then
       return
