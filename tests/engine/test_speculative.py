@@ -24,15 +24,6 @@ from engine.speculative import DraftLength, ModelDrafter, PromptLookup, accept_o
 N_NEW = 24
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are faster on one thread, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run(engine, prompt, mode, n=N_NEW, **kwargs):
     gen = engine.stream_tokens(prompt, max_tokens=n, speculative=mode, **kwargs)
     for _ in gen:
