@@ -158,6 +158,7 @@ def cmd_bench_engine(args) -> None:
 
         from engine.config import PRESETS
         from engine.engine import DTYPES, Engine
+        from engine.model import store_weights_transposed
         from engine.testing import random_model
         from engine.tokenizer import Tokenizer
         from engine.train import v3_tokenizer_path
@@ -168,6 +169,7 @@ def cmd_bench_engine(args) -> None:
             from engine.quantize import quantize_int8
 
             quantize_int8(model)
+        store_weights_transposed(model)  # the layout Engine.load gives CPU models
         engine = Engine(model, Tokenizer(v3_tokenizer_path()))
     else:
         engine = load_engine(args)
