@@ -154,7 +154,7 @@ describe("with the real server", function()
     eq("\t", child:lua("return vim.api.nvim_get_current_line()"), "line")
   end)
 
-  it("sends setup's settings to the server (completion.maxTokens)", function()
+  it("sends setup's settings to the server (completion.enabled, completion.maxTokens)", function()
     local function ask(lines)
       new_file(lines)
       child:input("A")
@@ -170,11 +170,15 @@ describe("with the real server", function()
         return items[1] and items[1].insertText or ""
       ]])
     end
-    setup({ auto_trigger = false, settings = { completion = { maxTokens = 64, multiline = "always" } } })
-    local long = ask({ "def area(width, height):", "    return " })
+    -- Whatever the model: the server reports "disabled" only if it received the setting.
+    setup({ auto_trigger = false, settings = { completion = { enabled = false } } })
+    child:wait("(require('codestral').status() or {}).state == 'disabled'")
+    eq("", ask({ "def area(width, height):", "    return " }), "no suggestion while disabled")
     setup({ auto_trigger = false, settings = { completion = { maxTokens = 1, multiline = "always" } } })
+    child:wait("(require('codestral').status() or {}).state == 'ready'")
+    -- One token: at most 16 characters, and never two words (a piece has no space inside).
     local short = ask({ "def volume(width, height, depth):", "    return " })
-    ok(#short < #long, ("maxTokens 1 gave %q, not shorter than maxTokens 64: %q"):format(short, long))
+    ok(#short <= 16 and not short:find("%S%s+%S"), ("maxTokens 1 gave %q"):format(short))
   end)
 
   it(":checkhealth codestral reports the loaded model", function()
