@@ -322,6 +322,12 @@ def middle_loss(model: Transformer, batches) -> float:
     return total / max(1, count)
 
 
+def heldout_batches(corpus: Corpus, tok: Tokenizer, cfg: TrainConfig, n: int = 4) -> list:
+    """The held-out rows the run evaluates: a function of the seed, the files held out and the recipe."""
+    rng = random.Random(cfg.seed + 1)
+    return [make_batch(corpus, corpus.heldout, None, tok, rng, cfg.batch, cfg.seq_len) for _ in range(n)]
+
+
 def optimizer_for(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.dim() == 2]
     other = [p for p in model.parameters() if p.dim() < 2]
@@ -381,8 +387,7 @@ def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | No
         log(f"resumed at step {step} ({tokens_seen / 1e6:.1f}M tokens)")
     (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(args)}, indent=2))
 
-    heldout_rng = random.Random(cfg.seed + 1)
-    heldout = [make_batch(corpus, corpus.heldout, None, tok, heldout_rng, cfg.batch, cfg.seq_len) for _ in range(4)]
+    heldout = heldout_batches(corpus, tok, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     total = cfg.total_steps
     last_save = time.monotonic()
@@ -448,6 +453,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the run folder's saved state")
     p.add_argument("--corpus", action="append", help="train on this folder's .py files instead (fine-tuning)")
     p.add_argument("--init", help="start from this checkpoint folder instead of random weights")
+    p.add_argument("--heldout-loss", nargs="+", metavar="MODEL_DIR", help="print each checkpoint's held-out middle "
+                   "loss on the rows a run evaluates (to compare checkpoints on the same rows), then exit")
     p.add_argument("--heldout-tasks", metavar="FILE.jsonl", help="write single-line tasks from the held-out files "
                    "(for `codestral-lsp eval`) and exit")
     p.add_argument("--heldout-n", type=int, default=200)
@@ -460,6 +467,16 @@ def main(argv: list[str] | None = None) -> None:  # python -m engine.train
 
 
 def run(a: argparse.Namespace) -> None:
+    if a.heldout_loss:
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        tok = Tokenizer(v3_tokenizer_path())
+        corpus = Corpus(gather_sources(a.corpus, packages=[] if a.corpus else None))
+        batches = heldout_batches(corpus, tok, TrainConfig(out="", seq_len=a.seq_len, batch=a.batch, seed=a.seed))
+        for folder in a.heldout_loss:
+            model = load_model(find_checkpoint(folder), torch.float32, "cpu")
+            print(f"{folder}\theld-out middle loss {middle_loss(model, batches):.3f}", flush=True)
+        return
     if a.heldout_tasks:
         corpus = Corpus(gather_sources(a.corpus, packages=[] if a.corpus else None))
         with open(a.heldout_tasks, "w") as f:
