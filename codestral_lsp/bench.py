@@ -109,22 +109,15 @@ def bench_typing_lsp(path: str | Path, events: int = 200, model: str | None = No
     Latency is the round trip a user waits for, with the server's debounce set to 0 (debounce is a
     choice, not a cost). Answers from the typeahead cache count: users see them too.
     """
-    import sys
-
     from .documents import TextDocument
-    from .lsp_client import LspProcess
+    from .lsp_client import merged, start_ready_server
 
     text = Path(path).read_text(encoding="utf-8")
     evs = typing_events(text, events)
     if not evs:
         return {"events": 0, "lsp": {}}
-    command = [sys.executable, "-m", "codestral_lsp", "serve"] + (["--model", model] if model else [])
-    server = LspProcess(command)
+    server = start_ready_server(model, merged({"completion": {"timeoutMs": 60_000}}, settings or {}))
     try:
-        server.initialize({"completion": {"debounceMs": 0, "timeoutMs": 60_000}, **(settings or {})})
-        status = server.wait_status()
-        if status["state"] != "ready":
-            raise RuntimeError(f"the server did not become ready: {status['message']}")
         uri = Path(path).resolve().as_uri()
         first_text, first_offset = evs[0]
         start_text = first_text[: first_offset - 1] + first_text[first_offset:]
@@ -188,7 +181,7 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
         ours["decode_tokens_per_s"] = max(ours["decode_tokens_per_s"],
                                           (g.stats["generated_tokens"] - 1) / g.stats["decode_ms"] * 1000)
     result = {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "dtype": str(engine.dtype).split(".")[-1],
-              "quantize": weight_quantization(engine.model), "weights_mb": round(weights_bytes(engine.model) / 2**20, 1),
+              "quantize": weight_quantization(engine.model), "weights_mb": engine.info()["weights_mb"],
               "threads": torch.get_num_threads(), "codestral": ours}
     if with_transformers:
         result["transformers"] = _transformers_speed(engine, prompt, new_tokens, repeats)
@@ -196,17 +189,6 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
         if "error" not in theirs:
             result["ratio"] = {k: ours[k] / theirs[k] for k in ours}
     return result
-
-
-def weights_bytes(model) -> int:
-    """Bytes of the weights as held: parameters and buffers (int8 layers keep theirs as buffers), each
-    storage counted once."""
-    seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
-    return total
 
 
 def weight_quantization(model) -> str:

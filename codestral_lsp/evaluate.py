@@ -95,16 +95,10 @@ def evaluate_lsp(records: list[dict], model: str | None = None, execute: bool = 
     import time
 
     from .documents import TextDocument
-    from .lsp_client import LspProcess
+    from .lsp_client import start_ready_server
 
-    command = [sys.executable, "-m", "codestral_lsp", "serve"] + (["--model", model] if model else [])
-    server = LspProcess(command)
+    server = start_ready_server(model, settings)
     try:
-        server.initialize({"completion": {"debounceMs": 0}, **(settings or {})})
-        status = server.wait_status()
-        if status["state"] != "ready":
-            raise RuntimeError(f"the server did not become ready: {status['message']}")
-
         def complete(rec: dict, text: str, offset: int) -> tuple[str, int, float]:
             uri = f"file:///eval/{rec['task_id'].replace('/', '_')}.py"
             doc = TextDocument(uri, "python", 1, text)

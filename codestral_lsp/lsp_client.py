@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 
@@ -78,3 +79,33 @@ class LspProcess:
         except (OSError, EOFError, TimeoutError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
+
+
+def merged(base: dict, over: dict) -> dict:
+    """base with over's keys, nested groups merged rather than replaced.
+
+    >>> merged({"completion": {"debounceMs": 0}}, {"completion": {"timeoutMs": 9}, "model": {}})
+    {'completion': {'debounceMs': 0, 'timeoutMs': 9}, 'model': {}}
+    """
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def start_ready_server(model: str | None = None, settings: dict | None = None) -> LspProcess:
+    """`codestral-lsp serve` as a subprocess, initialized and ready, for measuring what a user waits for:
+    the server's debounce is 0 unless `settings` say otherwise (debounce is a choice, not a cost).
+    Raises RuntimeError when the model does not load."""
+    command = [sys.executable, "-m", "codestral_lsp", "serve"] + (["--model", model] if model else [])
+    server = LspProcess(command)
+    try:
+        server.initialize(merged({"completion": {"debounceMs": 0}}, settings or {}))
+        status = server.wait_status()
+        if status["state"] != "ready":
+            raise RuntimeError(f"the server did not become ready: {status['message']}")
+    except BaseException:
+        server.close()
+        raise
+    return server
+

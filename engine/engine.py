@@ -170,10 +170,7 @@ class Engine:
         return self.stream_tokens(self.fim_tokens(prefix, suffix, max_tokens), **kwargs)
 
     def complete(self, prefix: str, suffix: str = "", **kwargs) -> Completion:
-        gen = self.stream(prefix, suffix, **kwargs)
-        for _ in gen:
-            pass
-        return Completion(gen.text, gen.tokens, gen.stats)
+        return _drained(self.stream(prefix, suffix, **kwargs))
 
     def chat(self, turns: list[tuple[str, str]], **kwargs) -> Completion:
         """Answer (role, content) turns with Mistral's instruct template; only for an instruct model.
@@ -185,10 +182,7 @@ class Engine:
         prompt = self.tokenizer.encode_chat(turns)
         if len(prompt) + kwargs.get("max_tokens", 64) > self.max_context:
             raise ValueError(f"the chat prompt has {len(prompt)} tokens; the context holds {self.max_context}")
-        gen = self.stream_tokens(prompt, **kwargs)
-        for _ in gen:
-            pass
-        return Completion(gen.text, gen.tokens, gen.stats)
+        return _drained(self.stream_tokens(prompt, **kwargs))
 
     def stream_tokens(self, prompt: list[int], max_tokens: int = 64, temperature: float = 0.0, top_k: int = 0,
                       top_p: float = 1.0, stop: list[str] | tuple[str, ...] | None = None,
@@ -246,10 +240,27 @@ class Engine:
             "tokenizer": str(self.tokenizer.path), "fim": self.tokenizer.supports_fim,
             "instruct": self.instruct,
             "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-            "weights_mb": round(sum(p.numel() * p.element_size() for p in self.model.parameters()) / 2**20, 1),
+            "weights_mb": round(weights_bytes(self.model) / 2**20, 1),
             "cache_mb_per_session": round(self.new_cache().nbytes / 2**20, 1),
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         }
+
+
+def _drained(gen: Generation) -> Completion:
+    for _ in gen:
+        pass
+    return Completion(gen.text, gen.tokens, gen.stats)
+
+
+def weights_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the weights as held: parameters and buffers (int8 layers keep theirs as buffers), each
+    storage counted once."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
 
 
 def _inference_mode(steps: Iterator[list[int]]) -> Iterator[list[int]]:

@@ -114,6 +114,7 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         self._rope = torch.empty(0, dtype=torch.complex64)  # rope_table rows, grown on demand
+        self.output_row_major: torch.Tensor | None = None  # a row-major copy of output.weight: store_weights_transposed
 
     def rotations(self, start: int, length: int, device) -> torch.Tensor:
         """Rows start .. start+length-1 of the rotation table [length, head_dim // 2], computed once."""
@@ -144,9 +145,8 @@ class Transformer(nn.Module):
         if last_only:
             h = h[:, -1:]
         rows = h.shape[0] * h.shape[1]
-        row_major = getattr(self, "output_row_major", None)  # set by store_weights_transposed
-        if row_major is not None and 1 < rows <= 16:  # a speculative verification: see store_weights_transposed
-            return (row_major @ h.reshape(rows, -1).t()).t().reshape(*h.shape[:-1], -1).float()
+        if self.output_row_major is not None and 1 < rows <= 16:  # a speculative verification
+            return (self.output_row_major @ h.reshape(rows, -1).t()).t().reshape(*h.shape[:-1], -1).float()
         return self.output(h).float()
 
 
@@ -163,11 +163,10 @@ def store_weights_transposed(model: nn.Module) -> nn.Module:
     Products of 2 to 16 rows (verifying speculative drafts) are slow in both layouts as F.linear
     calls them (5 rows by the output table: ~8 ms, as much as 5 single rows) but fast as
     W @ x.T with W row-major (2.1 ms). So the output table, the one big matrix, also keeps a
-    row-major copy for those: 4 bytes x dim x vocab more memory (34 MB for the embedded model).
+    row-major copy for those: one more copy of that table (34 MB for the embedded model in float32).
     """
-    output = getattr(model, "output", None)
-    if isinstance(output, nn.Linear):
-        model.output_row_major = output.weight.detach().contiguous()  # a plain attribute: not in state_dict
+    if isinstance(model, Transformer) and isinstance(model.output, nn.Linear):
+        model.output_row_major = model.output.weight.detach().contiguous()  # a plain attribute: not in state_dict
     for module in model.modules():
         if isinstance(module, nn.Linear):
             module.weight = nn.Parameter(module.weight.detach().t().contiguous().t(), requires_grad=False)

@@ -53,7 +53,7 @@ def write_hf_checkpoint(model: Transformer, folder: str | Path, shards: int = 1)
         "bos_token_id": 1, "eos_token_id": 2,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
-    state = to_hf_state({k: v.detach().contiguous() for k, v in model.state_dict().items()}, a)
+    state = to_hf_state(model.state_dict(), a)
     names = sorted(state)
     if shards == 1:
         save_file(state, str(folder / "model.safetensors"))

@@ -1,4 +1,4 @@
-"""The worked examples in the docstrings of the context modules and the code actions hold."""
+"""The worked examples in the docstrings of the context modules, the code actions and the LSP test client hold."""
 
 import doctest
 import importlib
@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 MODULES = [f"codestral_lsp.context.{name}" for name in ("imports", "languages", "lines", "neighbours", "postprocess",
-                                                        "windows")] + ["codestral_lsp.features.code_actions"]
+                                                        "windows")] + ["codestral_lsp.features.code_actions",
+                                                                    "codestral_lsp.lsp_client"]
 
 
 @pytest.mark.parametrize("name", MODULES)
