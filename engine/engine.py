@@ -207,6 +207,7 @@ class Engine:
         if not prompt:
             raise ValueError("empty prompt")
         cache = self.cache_for(session)
+        previous = list(cache.tokens) if speculative == "ngram" else None  # recalled by prompt lookup
         stats = {"prompt_tokens": len(prompt), "drafted_tokens": 0, "accepted_tokens": 0}
         start = time.perf_counter()
         with torch.inference_mode():
@@ -216,15 +217,16 @@ class Engine:
         if speculative in (None, "off"):
             steps = decode(self.model, cache, logits, request.sampling, generator)
         else:
-            steps = self.speculative_steps(speculative, prompt, session, cache, logits, request, generator, stats)
+            steps = self.speculative_steps(speculative, prompt, session, cache, logits, request, generator, stats,
+                                           previous)
         steps = _inference_mode(steps)
         return Generation(self.tokenizer, steps, request, stats, time.perf_counter())
 
-    def speculative_steps(self, mode, prompt, session, cache, logits, request, generator, stats):
+    def speculative_steps(self, mode, prompt, session, cache, logits, request, generator, stats, previous=None):
         """Decode steps that draft and verify several tokens at once (engine/speculative.py)."""
         from .speculative import speculative_decode
 
-        return speculative_decode(self, mode, prompt, session, cache, logits, request, generator, stats)
+        return speculative_decode(self, mode, prompt, session, cache, logits, request, generator, stats, previous)
 
     def info(self) -> dict:
         a = self.args

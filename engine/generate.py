@@ -45,7 +45,7 @@ def forward_tokens(model: Transformer, cache: KVCache, tokens: list[int], chunk:
         x = torch.tensor([piece], device=device)  # [1, T]
         out.append(model(x, len(cache.tokens), cache)[0])  # [T, V]
         cache.tokens.extend(piece)
-    return torch.cat(out)
+    return out[0] if len(out) == 1 else torch.cat(out)  # one chunk: no copy of [T, V]
 
 
 def prefill(model: Transformer, cache: KVCache, prompt: list[int], chunk: int = 512) -> tuple[torch.Tensor, int]:

@@ -10,6 +10,8 @@ or from a `KVCache`, whose `attention_mask` says which cached slots each query m
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -160,15 +162,33 @@ def store_weights_transposed(model: nn.Module) -> nn.Module:
     about 10 ms to 7 ms. Prefill is unchanged or a little faster. Same values, same memory; only the
     summation order inside BLAS differs (logits move by ~1e-5).
 
-    Products of 2 to 16 rows (verifying speculative drafts) are slow in both layouts as F.linear
-    calls them (5 rows by the output table: ~8 ms, as much as 5 single rows) but fast as
-    W @ x.T with W row-major (2.1 ms). So the output table, the one big matrix, also keeps a
-    row-major copy for those: one more copy of that table (34 MB for the embedded model in float32).
+    Products of 2 to 16 rows (verifying speculative drafts) differ by CPU. On one development CPU
+    (AVX2) they were slow in both layouts as F.linear calls them (5 rows by the output table: ~8 ms)
+    but fast as W @ x.T with W row-major (2.1 ms); on another (AVX-512, AMX) F.linear on this layout
+    takes 0.8 ms and W @ x.T 1.4 ms. So the row-major copy of the output table (34 MB for the
+    embedded model in float32) is kept only where `_row_major_wins` measures it faster.
     """
-    if isinstance(model, Transformer) and isinstance(model.output, nn.Linear):
-        model.output_row_major = model.output.weight.detach().contiguous()  # a plain attribute: not in state_dict
     for module in model.modules():
         if isinstance(module, nn.Linear):
             module.weight = nn.Parameter(module.weight.detach().t().contiguous().t(), requires_grad=False)
+    if isinstance(model, Transformer) and isinstance(model.output, nn.Linear):
+        row_major = model.output.weight.detach().contiguous()
+        model.output_row_major = row_major if _row_major_wins(model.output.weight, row_major) else None
     return model
 
+
+def _row_major_wins(transposed: torch.Tensor, row_major: torch.Tensor, rows: int = 4, repeats: int = 5) -> bool:
+    """Whether row_major @ x.T beats F.linear(x, transposed) for `rows` rows (best of `repeats` runs each):
+    a few milliseconds at load that decide the cost of every speculative verification."""
+    x = torch.randn(rows, transposed.shape[1], dtype=transposed.dtype, device=transposed.device)
+    best = {}
+    with torch.inference_mode():
+        for name, product in (("linear", lambda: F.linear(x, transposed)), ("row_major", lambda: row_major @ x.t())):
+            product()  # warm up
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                product()
+                times.append(time.perf_counter() - start)
+            best[name] = min(times)
+    return best["row_major"] < best["linear"]

@@ -77,14 +77,17 @@ class Drafter(Protocol):
 
 def speculative_decode(engine, mode: str, prompt: list[int], session: str | None, cache: KVCache,
                        logits: torch.Tensor, request, generator: torch.Generator | None,
-                       stats: dict) -> Iterator[list[int]]:
+                       stats: dict, previous: list[int] | None = None) -> Iterator[list[int]]:
     """Engine entry point: steps of tokens after `prompt`, whose K/V `cache` holds; `logits` [V] follow it.
 
     Reads `engine.spec_k` (most tokens drafted, default 4), `engine.spec_ngram` (longest n-gram looked
-    up, default 3) and for mode "draft" `engine.draft`, an Engine with the same tokenizer.
+    up, default 3) and for mode "draft" `engine.draft`, an Engine with the same tokenizer. `previous`:
+    what the session's cache held before this request's prefill; prompt lookup recalls the previous
+    completion from it (`recalled_continuation`).
     """
     if mode == "ngram":
-        drafter = PromptLookup(max(1, int(getattr(engine, "spec_ngram", 3))))
+        recalled = recalled_continuation(engine.tokenizer, previous, prompt) if previous else None
+        drafter = PromptLookup(max(1, int(getattr(engine, "spec_ngram", 3))), recalled)
     elif mode == "draft":
         draft = getattr(engine, "draft", None)
         if draft is None:
@@ -216,25 +219,42 @@ class DraftLength:
 
 
 class PromptLookup:
-    """Draft the tokens that followed the latest earlier occurrence of the last n tokens, n = n_max..1."""
+    """Draft the tokens that followed the latest earlier occurrence of the last n tokens, n = n_max..n_min.
 
-    def __init__(self, n_max: int = 3):
+    n_min is 2 unless n_max is 1: the token after an earlier occurrence of one token is a poor guess
+    (on the typing benchmark drafts from single tokens cost more verification than they saved).
+
+    `recalled`, when given, is searched before the context at every n: a sequence that is expected
+    to continue the context, such as the session's previous completion (`recalled_continuation`).
+    Its drafts stop at its end instead of repeating.
+    """
+
+    def __init__(self, n_max: int = 3, recalled: list[int] | None = None, n_min: int = 2):
+        self.n_min = min(n_min, n_max)
         self.tables: list[dict[tuple[int, ...], int]] = [{} for _ in range(n_max)]  # n-gram -> end e
         self.indexed = 0  # n-grams ending at e <= indexed are in the tables
+        self.recalled = list(recalled or [])
+        self.recalled_tables: list[dict[tuple[int, ...], int]] = [{} for _ in range(n_max)]
+        for n, table in enumerate(self.recalled_tables, 1):  # earliest occurrence: the start is the anchor
+            for e in range(len(self.recalled) - 1, n - 1, -1):
+                table[tuple(self.recalled[e - n: e])] = e
 
     def propose(self, context: list[int], k: int, sampling: SamplingParams = SamplingParams(),
                 generator: torch.Generator | None = None) -> tuple[list[int], None]:
         L = len(context)
         self._index(context, L - 1)  # only n-grams that have a continuation
-        for n in range(min(len(self.tables), L), 0, -1):
-            e = self.tables[n - 1].get(tuple(context[L - n:]))
+        for n in range(min(len(self.tables), L), self.n_min - 1, -1):
+            key = tuple(context[L - n:])
+            e = self.recalled_tables[n - 1].get(key)
+            if e is not None:
+                return self.recalled[e: e + k], None
+            e = self.tables[n - 1].get(key)
             if e is not None:
                 out: list[int] = []
                 for j in range(k):  # past the end, the draft continues with itself (period L - e)
                     out.append(context[e + j] if e + j < L else out[e + j - L])
                 return out, None
         return [], None
-
     def _index(self, tokens: list[int], last: int) -> None:
         """Record, for each n, the n-grams tokens[e-n:e] ending at indexed < e <= last."""
         for n, table in enumerate(self.tables, 1):
@@ -245,6 +265,32 @@ class PromptLookup:
             grams = zip(*(window[i:] for i in range(n)))
             table.update(zip(grams, range(lo, last + 1)))  # later occurrences overwrite earlier ones
         self.indexed = max(self.indexed, last)
+
+
+def recalled_continuation(tokenizer, previous: list[int], prompt: list[int], anchor: int = 3) -> list[int]:
+    """What the session's previous request went on to generate after the text this prompt ends with,
+    as [last `anchor` prompt tokens, *continuation]; [] when the prompt does not lead into it.
+
+    While a user types, each keystroke asks again at a cursor one character further, and the model
+    mostly goes on as it said the keystroke before: that completion is a draft accepted far more often
+    than n-grams of the prompt. `previous` is what the session's cache held: the previous prompt and
+    its generated tokens (all but the last). Example, tokens written as text: previous = [..., "self",
+    ".", "c", "ache", "[", "key", "]"], prompt = [..., "self", ".", "ca"] (the user typed the "a" that was
+    proposed). They share [..., "self", "."]; the old tail reads "cache[key]" and starts with the new
+    tail "ca", so the continuation is "che[key]", encoded as text that continues other text:
+    ["che", "[", "key", "]"], and the result is [..., "self", ".", "ca", "che", "[", "key", "]"] with
+    the last three prompt tokens as the anchor that prompt lookup matches. Tails holding special
+    tokens (the window moved, the suffix changed) give [].
+    """
+    c = common_prefix_length(previous, prompt)
+    old_tail, new_tail = previous[c:], prompt[c:]
+    special = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.prefix_id, tokenizer.suffix_id}
+    if not old_tail or special.intersection(old_tail) or special.intersection(new_tail):
+        return []
+    old_text, new_text = tokenizer.decode(old_tail), tokenizer.decode(new_tail)
+    if len(old_text) <= len(new_text) or not old_text.startswith(new_text):
+        return []
+    return prompt[-anchor:] + tokenizer.encode_infill(old_text[len(new_text):])
 
 
 class ModelDrafter:

@@ -253,15 +253,58 @@ def test_prompt_lookup_worked_example():
     lookup = PromptLookup(n_max=3)
     assert lookup.propose([5, 7, 9, 5, 7], 3) == ([9, 5, 7], None)  # the docstring's example
     assert lookup.propose([5, 7, 9, 5, 7, 9], 4) == ([5, 7, 9, 5], None)  # copies itself past the end
-    assert PromptLookup(2).propose([1, 2, 3, 1, 2, 4, 2], 2) == ([4, 2], None)  # latest occurrence of 2
-    assert PromptLookup(2).propose([1, 2, 3, 9, 2, 4, 1, 2], 2) == ([3, 9], None)  # 2-gram beats 1-gram
+    assert PromptLookup(2, n_min=1).propose([1, 2, 3, 1, 2, 4, 2], 2) == ([4, 2], None)  # latest occurrence of 2
+    assert PromptLookup(2).propose([1, 2, 3, 1, 2, 4, 2], 2) == ([], None)  # single tokens are not looked up
+    assert PromptLookup(2, n_min=1).propose([1, 2, 3, 9, 2, 4, 1, 2], 2) == ([3, 9], None)  # 2-gram beats 1-gram
     assert PromptLookup(3).propose([1, 2, 3], 2) == ([], None)
+    assert PromptLookup(1).propose([1, 2, 1], 2) == ([2, 1], None)  # n_max 1 looks up single tokens
 
 
-def lookup_reference(context, k, n_max):
+def test_prompt_lookup_searches_the_recalled_sequence_first():
+    recalled = [7, 8, 9, 4, 5, 6]  # an anchor [7, 8, 9], then what followed it last time
+    lookup = PromptLookup(3, recalled)
+    assert lookup.propose([1, 8, 9, 1, 7, 8, 9], 2) == ([4, 5], None)  # not the context's [1, 7]
+    assert lookup.propose([1, 8, 9, 1, 7, 8, 9, 4], 9) == ([5, 6], None)  # stops at its end
+    context = [5, 8, 9, 2, 5, 8, 9]
+    assert PromptLookup(3, recalled).propose(context, 3) == ([2, 5, 8], None)  # a longer match wins...
+    assert PromptLookup(2, recalled).propose(context, 3) == ([4, 5, 6], None)  # ...equal lengths: the recalled
+
+
+def test_recalled_continuation_worked_example(tokenizer):
+    from engine.speculative import recalled_continuation
+
+    prompt_before = tokenizer.encode_fim("x = self.c", "\nreturn x\n")
+    previous = prompt_before + tokenizer.encode_infill("ache[key]\n")  # the cache: prompt and completion
+    typed = tokenizer.encode_fim("x = self.ca", "\nreturn x\n")  # the user typed the proposed "a"
+    recalled = recalled_continuation(tokenizer, previous, typed)
+    assert recalled == typed[-3:] + tokenizer.encode_infill("che[key]\n")
+    assert tokenizer.decode(recalled[3:]) == "che[key]\n"
+    erased = tokenizer.encode_fim("x = self.", "\nreturn x\n")  # backspace: the "c" comes back too
+    assert tokenizer.decode(recalled_continuation(tokenizer, previous, erased)[3:]) == "cache[key]\n"
+    other = tokenizer.encode_fim("x = self.co", "\nreturn x\n")  # typed something else: nothing to recall
+    assert recalled_continuation(tokenizer, previous, other) == []
+    moved = tokenizer.encode_fim("x = self.ca", "\nreturn y\n")  # the suffix changed: the tails hold [PREFIX]
+    assert recalled_continuation(tokenizer, previous, moved) == []
+    assert recalled_continuation(tokenizer, [], typed) == []
+
+
+def test_the_previous_completion_is_recalled_as_a_draft(make_engine, tokenizer, monkeypatch):
+    """The next keystroke's request drafts what the session generated last time, and stays exact."""
+    eng = make_engine()
+    prompt = tokenizer.encode_fim("def add(a, b):\n    return a", "\n\nprint(add(1, 2))\n")
+    first, _ = run(eng, prompt, "ngram", n=16, session="doc")
+    monkeypatch.setattr(PromptLookup, "_index", lambda self, tokens, last: None)  # no drafts from the context
+    typed = prompt + first[:1]  # the user accepted the first token
+    plain, _ = run(eng, typed, None, n=12)
+    tokens, stats = run(eng, typed, "ngram", n=12, session="doc")
+    assert tokens == plain
+    assert stats["accepted_tokens"] >= 4, stats  # the model goes on as it said the keystroke before
+
+
+def lookup_reference(context, k, n_max, n_min):
     """Brute force: latest earlier occurrence of the longest suffix n-gram, continuation extended."""
     L = len(context)
-    for n in range(min(n_max, L - 1), 0, -1):
+    for n in range(min(n_max, L - 1), n_min - 1, -1):
         for e in range(L - 1, n - 1, -1):
             if context[e - n: e] == context[L - n:]:
                 ext = list(context)
@@ -275,10 +318,11 @@ def test_prompt_lookup_incremental_index_matches_brute_force():
     rng = random.Random(11)
     for _ in range(30):
         n_max, context, lookup = rng.randint(1, 4), [rng.randrange(5) for _ in range(rng.randint(1, 10))], None
-        lookup = PromptLookup(n_max)
+        n_min = rng.randint(1, n_max)
+        lookup = PromptLookup(n_max, n_min=n_min)
         for _ in range(15):
             k = rng.randint(0, 5)
-            assert lookup.propose(context, k)[0] == lookup_reference(context, k, n_max), (context, k, n_max)
+            assert lookup.propose(context, k)[0] == lookup_reference(context, k, n_max, n_min), (context, k, n_max)
             context += [rng.randrange(5) for _ in range(rng.randint(1, 3))]
 
 
