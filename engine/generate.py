@@ -40,6 +40,10 @@ def forward_tokens(model: Transformer, cache: KVCache, tokens: list[int], chunk:
     step = max(1, min(chunk, cache.max_chunk))
     device = cache.k.device
     out = []
+    if len(tokens) == 1:  # a plain step between speculative ones
+        logits = model.decode_step(tokens[0], cache)[None]  # [1, V]
+        cache.tokens.append(tokens[0])
+        return logits
     for i in range(0, len(tokens), step):
         piece = tokens[i: i + step]
         x = torch.tensor([piece], device=device)  # [1, T]
@@ -69,15 +73,13 @@ def prefill(model: Transformer, cache: KVCache, prompt: list[int], chunk: int = 
 def decode(model: Transformer, cache: KVCache, logits: torch.Tensor, sampling: SamplingParams,
            generator: torch.Generator | None = None) -> Iterator[list[int]]:
     """Yield one sampled token at a time (as a one-element list); stops when the cache is full."""
-    device = cache.k.device
     limit = cache.max_positions
     while True:
         token = sample(logits, sampling, generator)
         yield [token]
         if limit is not None and len(cache.tokens) >= limit:
             return
-        pos = len(cache.tokens)
-        logits = model(torch.tensor([[token]], device=device), pos, cache)[0, -1]
+        logits = model.decode_step(token, cache)
         cache.tokens.append(token)
 
 

@@ -99,6 +99,21 @@ class KVCache:
         self.v[layer].index_copy_(2, slots, v)
         return self.k[layer, :, :, : self.used], self.v[layer, :, :, : self.used]  # [B, H_kv, S_used, D]
 
+    def claim(self, pos: int) -> None:
+        """`begin` for one position of a linear cache (slot == position, no mask), without tensors."""
+        assert not self.is_ring, "a ring cache needs begin(): its slots and mask depend on the window"
+        if pos >= self.capacity:
+            raise ValueError(f"position {pos} exceeds the cache capacity {self.capacity}")
+        self.slot_pos[pos] = pos
+        self.used = pos + 1
+
+    def put(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor):
+        """`update` for the position just claimed: write k, v [H_kv, D]; return the layer's used keys
+        and values [1, H_kv, S_used, D]."""
+        self.k[layer, 0, :, pos] = k
+        self.v[layer, 0, :, pos] = v
+        return self.k[layer, :, :, : self.used], self.v[layer, :, :, : self.used]
+
     def truncate(self, length: int) -> bool:
         """Keep positions [0, length). False if that state is no longer exact and the cache was reset."""
         old = len(self.tokens)

@@ -310,7 +310,6 @@ class ModelDrafter:
             return [], None
         logits = self._sync(context)  # [V]
         tokens, dists = [], []
-        device = self.cache.k.device
         for i in range(k):
             if sampling.greedy:
                 token = int(logits.argmax())
@@ -320,7 +319,7 @@ class ModelDrafter:
             tokens.append(token)
             if i == k - 1 or token == self.eos_id:
                 break
-            logits = self.model(torch.tensor([[token]], device=device), len(self.cache.tokens), self.cache)[0, -1]
+            logits = self.model.decode_step(token, self.cache)
             self.cache.tokens.append(token)
         self.synced = len(context)
         return tokens, torch.stack(dists) if dists else None  # [n, V]

@@ -30,14 +30,23 @@ class ForwardCounter:
     """Counts forward passes of the model (prefill chunks and decode steps alike)."""
 
     def __init__(self, model):
-        self.n = 0
+        self.n, self.model = 0, model
         self.handle = model.register_forward_hook(self.hook)
+        decode_step = model.decode_step
+
+        def counted_step(token, cache):
+            if not cache.is_ring:  # on a ring it calls forward, which the hook counts
+                self.n += 1
+            return decode_step(token, cache)
+
+        model.decode_step = counted_step
 
     def hook(self, *args):
         self.n += 1
 
     def remove(self):
         self.handle.remove()
+        del self.model.decode_step  # the class's method again
 
 
 def run(eng, prompt, **kwargs):

@@ -8,6 +8,7 @@ For Mistral's format the test converts the same HF weights itself (see `hf_to_mi
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -278,3 +279,41 @@ def test_bfloat16_loads_and_runs(fmt, tmp_path, v3_path):
     list(warm)
     assert len(cold.tokens) == 6 or cold.stats["stop_reason"] == "eos"
     assert warm.tokens == cold.tokens
+
+
+@pytest.mark.parametrize("variant", ["float32", "transposed", "bfloat16", "int8", "ring"])
+def test_decode_step_equals_forward(variant):
+    """The decode loop's one-token path gives the logits of a general forward call, step after step,
+    with weights as every loading path leaves them (transposed for the CPU, bf16, int8) and on a ring."""
+    from engine.kv_cache import KVCache
+    from engine.model import store_weights_transposed
+    from engine.quantize import quantize_int8
+    from engine.testing import random_model, tiny_args
+
+    window = 6 if variant == "ring" else None
+    model = random_model(tiny_args(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=64,
+                                   sliding_window=window), seed=3).eval()
+    dtype = torch.bfloat16 if variant == "bfloat16" else torch.float32
+    model = model.to(dtype)
+    if variant == "transposed":
+        store_weights_transposed(model)
+    if variant == "int8":
+        quantize_int8(model)
+    a = model.args
+    caches = [KVCache(a.n_layers, a.n_kv_heads, a.head_dim, 8 if window else 64, window, dtype) for _ in range(2)]
+    assert caches[0].is_ring == (variant == "ring")
+    rng = random.Random(5)
+    prompt = [rng.randrange(1000, 32768) for _ in range(5)]
+    with torch.inference_mode():
+        for cache in caches:
+            model(torch.tensor([prompt]), 0, cache)
+            cache.tokens.extend(prompt)
+        for _ in range(12):  # past the ring's 8 slots
+            token = rng.randrange(1000, 32768)
+            general = model(torch.tensor([[token]]), len(caches[0].tokens), caches[0])[0, -1]
+            step = model.decode_step(token, caches[1])
+            for cache in caches:
+                cache.tokens.append(token)
+            assert step.dtype == torch.float32 and step.shape == general.shape
+            torch.testing.assert_close(step, general, rtol=0, atol=1e-5 if dtype == torch.float32 else 2e-2)
+        assert caches[1].used == caches[0].used
