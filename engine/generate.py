@@ -40,9 +40,9 @@ def forward_tokens(model: Transformer, cache: KVCache, tokens: list[int], chunk:
     step = max(1, min(chunk, cache.max_chunk))
     device = cache.k.device
     out = []
-    if len(tokens) == 1:  # a plain step between speculative ones
-        logits = model.decode_step(tokens[0], cache)[None]  # [1, V]
-        cache.tokens.append(tokens[0])
+    if len(tokens) <= 16 and not cache.is_ring:  # a decode step or a speculative verification
+        logits = model.step(tokens, cache)  # [T, V]
+        cache.tokens.extend(tokens)
         return logits
     for i in range(0, len(tokens), step):
         piece = tokens[i: i + step]

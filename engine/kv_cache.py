@@ -99,19 +99,19 @@ class KVCache:
         self.v[layer].index_copy_(2, slots, v)
         return self.k[layer, :, :, : self.used], self.v[layer, :, :, : self.used]  # [B, H_kv, S_used, D]
 
-    def claim(self, pos: int) -> None:
-        """`begin` for one position of a linear cache (slot == position, no mask), without tensors."""
+    def claim(self, pos: int, count: int = 1) -> None:
+        """`begin` for positions pos..pos+count-1 of a linear cache (slot == position), without tensors."""
         assert not self.is_ring, "a ring cache needs begin(): its slots and mask depend on the window"
-        if pos >= self.capacity:
-            raise ValueError(f"position {pos} exceeds the cache capacity {self.capacity}")
-        self.slot_pos[pos] = pos
-        self.used = pos + 1
+        if pos + count > self.capacity:
+            raise ValueError(f"position {pos + count - 1} exceeds the cache capacity {self.capacity}")
+        self.slot_pos[pos: pos + count] = torch.arange(pos, pos + count, device=self.slot_pos.device) if count > 1 else pos
+        self.used = pos + count
 
     def put(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor):
-        """`update` for the position just claimed: write k, v [H_kv, D]; return the layer's used keys
-        and values [1, H_kv, S_used, D]."""
-        self.k[layer, 0, :, pos] = k
-        self.v[layer, 0, :, pos] = v
+        """`update` for the positions just claimed: write k, v [H_kv, T, D] at pos..pos+T-1; return the
+        layer's used keys and values [1, H_kv, S_used, D]."""
+        self.k[layer, 0, :, pos: pos + k.shape[1]] = k
+        self.v[layer, 0, :, pos: pos + v.shape[1]] = v
         return self.k[layer, :, :, : self.used], self.v[layer, :, :, : self.used]
 
     def truncate(self, length: int) -> bool:

@@ -47,7 +47,7 @@ def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
 
 
 def rotate(pairs: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """`apply_rope` for one position: pairs [H, D/2, 2], rotation [1, D/2] complex64 -> [H, D]."""
+    """`apply_rope` on pairs [..., D/2, 2] with a rotation that broadcasts to [..., D/2] -> [..., D]."""
     return torch.view_as_real(torch.view_as_complex(pairs.float()) * rotation).flatten(-2).type_as(pairs)
 
 
@@ -146,42 +146,57 @@ class Transformer(nn.Module):
         return self.norm(x)
 
     def decode_step(self, token: int, cache: KVCache) -> torch.Tensor:
-        """Logits [vocab] (float32) after `token` at position len(cache.tokens): one step of decoding.
+        """Logits [vocab] after `token` at position len(cache.tokens): `step` for one token."""
+        return self.step([token], cache)[0]
 
-        The arithmetic of `forward(torch.tensor([[token]]), len(cache.tokens), cache)[0, -1]`, written
-        for one token of one sequence in a linear cache: no module calls, position tensors, masks or
-        [B, T, H, D] reshapes, which for a model as small as the embedded one cost more than its
-        matrix products (a step of it: 2.2 ms instead of 2.75 ms on 2 cores). A ring cache (sliding
-        window) takes `forward`. The caller appends `token` to `cache.tokens`, as after `forward`.
+    def step(self, tokens: list[int], cache: KVCache) -> torch.Tensor:
+        """Logits [T, vocab] (float32) after appending `tokens` at positions len(cache.tokens) onwards:
+        a decode step (T = 1) or a speculative verification (T = k + 1).
+
+        The arithmetic of `forward(torch.tensor([tokens]), len(cache.tokens), cache)[0]`, written for one
+        short sequence in a linear cache: no module calls, position tensors or [B, T, H, D] reshapes,
+        which for a model as small as the embedded one cost more than its matrix products (a decode step
+        of it: 2.2 ms instead of 2.75 ms on 2 cores). A ring cache (sliding window) takes `forward`.
+        The caller appends `tokens` to `cache.tokens`, as after `forward`.
+
+        Mask, worked example: the cache holds positions 0..4 (pos = 5) and T = 3 tokens go to 5, 6, 7.
+        Query i (position 5 + i) sees positions 0..5+i: mask row i is `arange(8) <= 5 + i`, which is
+        `ones(3, 8).tril(5)`. One query sees everything held: no mask.
         """
-        pos = len(cache.tokens)
+        pos, T = len(cache.tokens), len(tokens)
+        device = cache.k.device
         if cache.is_ring:
-            return self(torch.tensor([[token]], device=cache.k.device), pos, cache)[0, -1]
-        cache.claim(pos)
-        rotation = self.rotations(pos, 1, cache.k.device)  # [1, D/2]
-        x = self.tok_embeddings.weight[token].view(1, -1)  # [1, dim]
+            return self(torch.tensor([tokens], device=device), pos, cache)[0]
+        cache.claim(pos, T)
+        mask = None if T == 1 else torch.ones(T, pos + T, dtype=torch.bool, device=device).tril(pos)  # [T, S]
+        rotation = self.rotations(pos, T, device)[:, None, :]  # [T, 1, D/2]
+        x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 else \
+            self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim]
         for i, layer in enumerate(self.layers):
             a = layer.attention
             h = layer.attention_norm.forward(x)
-            q = rotate(a.wq.forward(h).view(a.n_heads, -1, 2), rotation)  # [H, D]
-            k = rotate(a.wk.forward(h).view(a.n_kv_heads, -1, 2), rotation)  # [H_kv, D]
-            keys, values = cache.put(i, pos, k, a.wv.forward(h).view(a.n_kv_heads, -1))  # [1, H_kv, S, D]
-            out = F.scaled_dot_product_attention(q.view(1, a.n_heads, 1, -1), keys, values,
-                                                 enable_gqa=a.n_heads != a.n_kv_heads)  # [1, H, 1, D]
-            x = x + a.wo.forward(out.view(1, -1))
+            q = rotate(a.wq.forward(h).view(T, a.n_heads, -1, 2), rotation)  # [T, H, D]
+            k = rotate(a.wk.forward(h).view(T, a.n_kv_heads, -1, 2), rotation)  # [T, H_kv, D]
+            v = a.wv.forward(h).view(T, a.n_kv_heads, -1)  # [T, H_kv, D]
+            keys, values = cache.put(i, pos, k.transpose(0, 1), v.transpose(0, 1))  # [1, H_kv, S, D]
+            out = F.scaled_dot_product_attention(q.transpose(0, 1)[None], keys, values, attn_mask=mask,
+                                                 enable_gqa=a.n_heads != a.n_kv_heads)  # [1, H, T, D]
+            x = x + a.wo.forward(out[0].transpose(0, 1).reshape(T, -1))
             x = x + layer.feed_forward.forward(layer.ffn_norm.forward(x))
-        return self.output.forward(self.norm.forward(x))[0].float()
+        return self.logits_of(self.norm.forward(x))  # [T, V]
+
+    def logits_of(self, h: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of final hidden states h [..., dim] -> [..., vocab]."""
+        rows = h.numel() // h.shape[-1]
+        if self.output_row_major is not None and 1 < rows <= 16:  # a speculative verification
+            return (self.output_row_major @ h.reshape(rows, -1).t()).t().reshape(*h.shape[:-1], -1).float()
+        return self.output.forward(h).float()
 
     def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None,
                 last_only: bool = False) -> torch.Tensor:
         """Logits [B, T, vocab] (or [B, 1, vocab] with last_only), float32."""
         h = self.hidden(tokens, start_pos, cache)
-        if last_only:
-            h = h[:, -1:]
-        rows = h.shape[0] * h.shape[1]
-        if self.output_row_major is not None and 1 < rows <= 16:  # a speculative verification
-            return (self.output_row_major @ h.reshape(rows, -1).t()).t().reshape(*h.shape[:-1], -1).float()
-        return self.output(h).float()
+        return self.logits_of(h[:, -1:] if last_only else h)
 
 
 def store_weights_transposed(model: nn.Module) -> nn.Module:

@@ -32,21 +32,21 @@ class ForwardCounter:
     def __init__(self, model):
         self.n, self.model = 0, model
         self.handle = model.register_forward_hook(self.hook)
-        decode_step = model.decode_step
+        step = model.step
 
-        def counted_step(token, cache):
+        def counted_step(tokens, cache):
             if not cache.is_ring:  # on a ring it calls forward, which the hook counts
                 self.n += 1
-            return decode_step(token, cache)
+            return step(tokens, cache)
 
-        model.decode_step = counted_step
+        model.step = counted_step
 
     def hook(self, *args):
         self.n += 1
 
     def remove(self):
         self.handle.remove()
-        del self.model.decode_step  # the class's method again
+        del self.model.step  # the class's method again
 
 
 def run(eng, prompt, **kwargs):

@@ -283,8 +283,9 @@ def test_bfloat16_loads_and_runs(fmt, tmp_path, v3_path):
 
 @pytest.mark.parametrize("variant", ["float32", "transposed", "bfloat16", "int8", "ring"])
 def test_decode_step_equals_forward(variant):
-    """The decode loop's one-token path gives the logits of a general forward call, step after step,
-    with weights as every loading path leaves them (transposed for the CPU, bf16, int8) and on a ring."""
+    """The decode loop's path (`step`: one token, or a few to verify) gives the logits of a general
+    forward call, call after call, with weights as every loading path leaves them (transposed for the
+    CPU, bf16, int8), across rollbacks, and on a ring (where it is the general call)."""
     from engine.kv_cache import KVCache
     from engine.model import store_weights_transposed
     from engine.quantize import quantize_int8
@@ -308,12 +309,15 @@ def test_decode_step_equals_forward(variant):
         for cache in caches:
             model(torch.tensor([prompt]), 0, cache)
             cache.tokens.extend(prompt)
-        for _ in range(12):  # past the ring's 8 slots
-            token = rng.randrange(1000, 32768)
-            general = model(torch.tensor([[token]]), len(caches[0].tokens), caches[0])[0, -1]
-            step = model.decode_step(token, caches[1])
+        for n in [1, 1, 3, 1, 2, 1, 1, 3]:  # decode steps and verifications of 2-3 tokens, past the ring's 8 slots
+            tokens = [rng.randrange(1000, 32768) for _ in range(n)]
+            general = model(torch.tensor([tokens]), len(caches[0].tokens), caches[0])[0]  # [n, V]
+            step = model.decode_step(tokens[0], caches[1])[None] if n == 1 else model.step(tokens, caches[1])
             for cache in caches:
-                cache.tokens.append(token)
+                cache.tokens.extend(tokens)
             assert step.dtype == torch.float32 and step.shape == general.shape
             torch.testing.assert_close(step, general, rtol=0, atol=1e-5 if dtype == torch.float32 else 2e-2)
+            if n == 3:  # a rejected verification: roll back one position in both
+                for cache in caches:
+                    assert cache.truncate(len(cache.tokens) - 1)
         assert caches[1].used == caches[0].used

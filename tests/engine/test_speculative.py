@@ -196,20 +196,20 @@ def test_model_drafter_drops_stale_drafts_after_plain_steps(make_engine, random_
 # -- no work before the consumer asks -------------------------------------------------------------------
 
 def count_calls(monkeypatch, model: nn.Module) -> list[int]:
-    """Record the number of tokens of every forward call of model (a decode step counts as 1)."""
-    calls, forward, decode_step = [], model.forward, model.decode_step
+    """Record the number of tokens of every forward pass of model (`forward` or `step`)."""
+    calls, forward, step = [], model.forward, model.step
 
     def counted(tokens, *args, **kwargs):
         calls.append(tokens.shape[1])
         return forward(tokens, *args, **kwargs)
 
-    def counted_step(token, cache):
+    def counted_step(tokens, cache):
         if not cache.is_ring:  # on a ring it calls forward, counted there
-            calls.append(1)
-        return decode_step(token, cache)
+            calls.append(len(tokens))
+        return step(tokens, cache)
 
     monkeypatch.setattr(model, "forward", counted)
-    monkeypatch.setattr(model, "decode_step", counted_step)
+    monkeypatch.setattr(model, "step", counted_step)
     return calls
 
 
@@ -437,6 +437,9 @@ class Bigram(nn.Module):
     def forward(self, tokens, start_pos=0, cache=None, last_only=False):
         logits = self.log_probs[tokens]  # [1, T, V]
         return logits[:, -1:] if last_only else logits
+
+    def step(self, tokens, cache):
+        return self.log_probs[tokens]  # [T, V]
 
     def decode_step(self, token, cache):
         return self.log_probs[token]  # [V]
