@@ -47,14 +47,20 @@ Draft length: k grows after a fully accepted draft and shrinks to what was accep
 a rejection. Two wholly rejected drafts in a row pause drafting for 1 plain step; each failed probe
 after a pause doubles it, up to 64. The state lasts across an engine's requests, so a drafter that is
 always wrong costs one 2-token verification (and a draft-model catch-up) per ~64 tokens.
-On a CPU extra positions are not free: verifying 2 positions costs ~1.6x one decode step of the
-embedded model, which is why failing drafts must stop rather than merely shrink.
+
+Drafts that are often right can still cost more than they save: on a CPU verifying 5 positions costs
+~1.4x a decode step of the embedded model, and a draft model's own steps are not free. So the draft
+length also keeps the speed of each kind of step (tokens per second, a moving average, timed around
+drafting, verification and rollback): while speculative steps are slower than plain ones, drafting
+pauses the same way, probing after 1, 2, 4, ... 64 plain steps; one faster probe ends the pauses.
+Timing decides only how much is drafted, never which tokens are emitted.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import time
 import weakref
 from typing import Iterator, Protocol
 
@@ -133,6 +139,7 @@ def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context:
             k = min(k, limit - 1 - len(cache.tokens))  # positions base..base+k all below limit
         if max_new is not None:
             k = min(k, max(0, max_new - produced - 1))  # a step emits at most k + 1 tokens
+        started = time.perf_counter()
         draft, q = drafter.propose(context, k, sampling, generator) if k > 0 else ([], None)
         base = len(cache.tokens)  # == len(context) - 1: cur is at position base
         logits = forward_tokens(model, cache, [context[-1], *draft], cache.max_chunk)  # [k+1, V]
@@ -142,6 +149,7 @@ def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context:
         stats["drafted_tokens"] = stats.get("drafted_tokens", 0) + len(draft)
         stats["accepted_tokens"] = stats.get("accepted_tokens", 0) + n
         length.update(len(draft), n)
+        length.timed(len(draft), n + 1, time.perf_counter() - started)
         step = [*draft[:n], token]
         context.extend(step)
         produced += len(step)
@@ -191,11 +199,17 @@ def accept_or_resample(p: torch.Tensor, q: torch.Tensor | None, draft: list[int]
 
 
 class DraftLength:
-    """How many tokens to draft next: grows on success, shrinks on failure, pauses when drafts keep failing."""
+    """How many tokens to draft next: grows on success, shrinks on failure, pauses when drafts keep
+    failing or when speculative steps turn out slower than plain ones (see the module docstring)."""
+
+    SMOOTHING = 0.2  # weight of the newest step in the speed averages
 
     def __init__(self, k_max: int):
         self.k_max, self.k = k_max, k_max
         self.pause, self.backoff, self.misses = 0, 1, 0
+        self.plain_speed: float | None = None  # tokens/s of plain steps, a moving average
+        self.draft_speed: float | None = None  # tokens/s of speculative steps
+        self.slow_backoff = 1
 
     def next(self) -> int:
         if self.pause > 0:
@@ -216,6 +230,23 @@ class DraftLength:
         self.misses += 1
         if self.misses >= 2 or self.backoff > 1:  # two misses in a row, or a probe after a pause
             self.pause, self.backoff, self.misses = self.backoff, min(2 * self.backoff, MAX_PAUSE), 0
+
+    def timed(self, drafted: int, emitted: int, seconds: float) -> None:
+        """Record a step's duration; pause drafting while speculative steps are the slower kind."""
+        speed = emitted / max(seconds, 1e-9)
+        if drafted == 0:
+            self.plain_speed = _average(self.plain_speed, speed, self.SMOOTHING)
+            return
+        self.draft_speed = _average(self.draft_speed, speed, self.SMOOTHING)
+        if self.plain_speed is None or self.draft_speed >= self.plain_speed:
+            self.slow_backoff = 1
+        elif self.pause == 0:
+            self.pause = self.slow_backoff
+            self.slow_backoff = min(2 * self.slow_backoff, MAX_PAUSE)
+
+
+def _average(old: float | None, new: float, weight: float) -> float:
+    return new if old is None else (1 - weight) * old + weight * new
 
 
 class PromptLookup:

@@ -36,6 +36,17 @@ def _deterministic_single_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _drafting_not_timed(monkeypatch, request):
+    """Speculative tests count drafted and accepted tokens, which must not depend on how fast a shared
+    CPU runs: the speed rule of DraftLength (pause while speculative steps are slower) is off, except
+    in the tests of that rule (marked `timed_drafting`)."""
+    if "timed_drafting" not in request.keywords:
+        from engine.speculative import DraftLength
+
+        monkeypatch.setattr(DraftLength, "timed", lambda self, drafted, emitted, seconds: None)
+
+
 @pytest.fixture(scope="session")
 def v3_path():
     return v3_tokenizer_path()

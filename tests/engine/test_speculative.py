@@ -354,6 +354,26 @@ def test_draft_length_adapts():
     assert length.next() == 2 and length.backoff == 1
 
 
+@pytest.mark.timed_drafting
+def test_drafting_pauses_while_speculative_steps_are_slower():
+    length = DraftLength(4)
+    length.timed(0, 1, 0.010)  # plain steps: 100 tokens/s
+    length.timed(4, 5, 0.025)  # 200 tokens/s: drafting pays, no pause
+    assert length.next() == 4
+    pauses = []
+    for _ in range(8):  # then every speculative step makes 2 tokens in 40 ms: 50 tokens/s
+        length.timed(1, 2, 0.040)
+        pauses.append(0)
+        while length.next() == 0:
+            pauses[-1] += 1
+    # the average goes 170, 146, 127, 111, then below 100 (99): pauses of 1, then doubling at each probe
+    assert pauses == [0, 0, 0, 0, 1, 2, 4, 8], pauses
+    for _ in range(6):
+        length.timed(4, 5, 0.010)  # fast again (500 tokens/s): the average recovers, the pauses end
+    assert length.slow_backoff == 1 and length.next() == 4
+    assert length.plain_speed == pytest.approx(100)
+
+
 # -- sampling: the output distribution is the target's -------------------------------------------------
 
 V = 6
