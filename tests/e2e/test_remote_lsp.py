@@ -76,7 +76,7 @@ def llama_url(tmp_path_factory):
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]'")
     try:
-        import llama_cpp.server  # noqa: F401  (importable with its extra dependencies?)
+        import llama_cpp.server.app  # noqa: F401  (importable with its extra dependencies: fastapi, ...?)
     except ImportError as exc:
         pytest.skip(f"llama_cpp.server is not importable ({exc}): pip install 'llama-cpp-python[server]'")
     try:
