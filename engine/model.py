@@ -160,18 +160,19 @@ class Transformer(nn.Module):
         The caller appends `tokens` to `cache.tokens`, as after `forward`.
 
         Mask, worked example: the cache holds positions 0..4 (pos = 5) and T = 3 tokens go to 5, 6, 7.
-        Query i (position 5 + i) sees positions 0..5+i: mask row i is `arange(8) <= 5 + i`, which is
-        `ones(3, 8).tril(5)`. One query sees everything held: no mask.
+        Query i (position 5 + i) sees positions 0..5+i: row i is 0 at columns j <= 5 + i and -inf after,
+        which is `full((3, 8), -inf).triu(6)`. One query sees everything held: no mask.
         """
         pos, T = len(cache.tokens), len(tokens)
         device = cache.k.device
         if cache.is_ring:
             return self(torch.tensor([tokens], device=device), pos, cache)[0]
         cache.claim(pos, T)
-        mask = None if T == 1 else torch.ones(T, pos + T, dtype=torch.bool, device=device).tril(pos)  # [T, S]
         rotation = self.rotations(pos, T, device)[:, None, :]  # [T, 1, D/2]
         x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 else \
             self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim]
+        # Additive (a boolean mask is converted again in every layer): 0 where j <= pos + i, else -inf.
+        mask = None if T == 1 else torch.full((T, pos + T), float("-inf"), dtype=x.dtype, device=device).triu(pos + 1)
         for i, layer in enumerate(self.layers):
             a = layer.attention
             h = layer.attention_norm.forward(x)
