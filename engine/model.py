@@ -6,6 +6,10 @@ so a `consolidated.safetensors` loads without renaming. Rotary embeddings rotate
 
 Attention reads keys and values either from the current call only (no cache: training, `Engine.logits`)
 or from a `KVCache`, whose `attention_mask` says which cached slots each query may see.
+
+Two ways through the same arithmetic: `forward` (any batch, any cache, prefill and training) and
+`step` (one short sequence on a linear cache: decode steps and speculative verifications), which
+skips the general path's bookkeeping: for one token it costs more than a small model's matrix products.
 """
 
 from __future__ import annotations
