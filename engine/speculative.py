@@ -53,7 +53,8 @@ Drafts that are often right can still cost more than they save: on a CPU verifyi
 length also keeps the speed of each kind of step (tokens per second, a moving average, timed around
 drafting, verification and rollback): while speculative steps are slower than plain ones, drafting
 pauses the same way, probing after 1, 2, 4, ... 64 plain steps; one faster probe ends the pauses.
-Timing decides only how much is drafted, never which tokens are emitted.
+The first speculative step is followed by a plain one, so both speeds are known. Timing decides only
+how much is drafted, never which tokens are emitted.
 """
 
 from __future__ import annotations
@@ -215,6 +216,8 @@ class DraftLength:
         if self.pause > 0:
             self.pause -= 1
             return 0
+        if self.plain_speed is None and self.draft_speed is not None:
+            return 0  # a drafter that never fails would never be compared: one plain step to time
         return self.k
 
     def update(self, drafted: int, accepted: int) -> None:

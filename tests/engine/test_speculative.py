@@ -373,6 +373,12 @@ def test_drafting_pauses_while_speculative_steps_are_slower():
     assert length.slow_backoff == 1 and length.next() == 4
     assert length.plain_speed == pytest.approx(100)
 
+    first = DraftLength(4)
+    first.timed(4, 5, 0.010)  # a speculative step before any plain one
+    assert first.next() == 0 and first.next() == 0  # plain until one is timed
+    first.timed(0, 1, 0.010)
+    assert first.next() == 4
+
 
 # -- sampling: the output distribution is the target's -------------------------------------------------
 
