@@ -52,6 +52,15 @@ def forward_tokens(model: Transformer, cache: KVCache, tokens: list[int], chunk:
     return out[0] if len(out) == 1 else torch.cat(out)  # one chunk: no copy of [T, V]
 
 
+def greedy_tokens(model: Transformer, cache: KVCache, tokens: list[int], chunk: int) -> list[int]:
+    """`forward_tokens(...).argmax(-1)`: the greedy token after each appended position [T]."""
+    if len(tokens) <= 16 and not cache.is_ring:
+        following = model.greedy_step(tokens, cache)
+        cache.tokens.extend(tokens)
+        return following
+    return forward_tokens(model, cache, tokens, chunk).argmax(-1).tolist()
+
+
 def prefill(model: Transformer, cache: KVCache, prompt: list[int], chunk: int = 512) -> tuple[torch.Tensor, int]:
     """Bring the cache to `prompt`; return (logits after its last token [V], tokens reused).
 
@@ -74,13 +83,17 @@ def decode(model: Transformer, cache: KVCache, logits: torch.Tensor, sampling: S
            generator: torch.Generator | None = None) -> Iterator[list[int]]:
     """Yield one sampled token at a time (as a one-element list); stops when the cache is full."""
     limit = cache.max_positions
+    token = sample(logits, sampling, generator)
     while True:
-        token = sample(logits, sampling, generator)
         yield [token]
         if limit is not None and len(cache.tokens) >= limit:
             return
-        logits = model.decode_step(token, cache)
+        if sampling.greedy:
+            following = model.greedy_step([token], cache)[0]
+        else:
+            following = sample(model.decode_step(token, cache), sampling, generator)
         cache.tokens.append(token)
+        token = following
 
 
 def held_back(text: str, stops: tuple[str, ...]) -> int:

@@ -22,6 +22,7 @@ from torch import nn
 
 from .config import ModelArgs
 from .kv_cache import KVCache
+from .screened_argmax import ScreenedArgmax, screening_wins
 
 
 class RMSNorm(nn.Module):
@@ -31,9 +32,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()).type_as(x)
+        """x * rsqrt(mean(x^2) + eps) * weight, computed in float32 (one fused call: 13 norms a decode step)."""
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
 
 
 def rope_table(head_dim: int, length: int, theta: float, device=None) -> torch.Tensor:
@@ -126,6 +126,7 @@ class Transformer(nn.Module):
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         self._rope = torch.empty(0, dtype=torch.complex64)  # rope_table rows, grown on demand
         self.output_row_major: torch.Tensor | None = None  # a row-major copy of output.weight: store_weights_transposed
+        self.greedy_screen: ScreenedArgmax | None = None  # int8 screening of greedy tokens: store_weights_transposed
 
     def rotations(self, start: int, length: int, device) -> torch.Tensor:
         """Rows start .. start+length-1 of the rotation table [length, head_dim // 2], computed once."""
@@ -162,6 +163,20 @@ class Transformer(nn.Module):
         which for a model as small as the embedded one cost more than its matrix products (a decode step
         of it: 2.2 ms instead of 2.75 ms on 2 cores). A ring cache (sliding window) takes `forward`.
         The caller appends `tokens` to `cache.tokens`, as after `forward`.
+        """
+        if cache.is_ring:
+            return self(torch.tensor([tokens], device=cache.k.device), len(cache.tokens), cache)[0]
+        return self.logits_of(self.step_hidden(tokens, cache))  # [T, V]
+
+    def greedy_step(self, tokens: list[int], cache: KVCache) -> list[int]:
+        """The greedy token after each of `tokens` [T], appended as by `step`: `step(...).argmax(-1)`,
+        with the output table screened in int8 where `store_weights_transposed` measured that faster."""
+        if cache.is_ring or self.greedy_screen is None:
+            return self.step(tokens, cache).argmax(-1).tolist()
+        return self.greedy_screen(self.step_hidden(tokens, cache))
+
+    def step_hidden(self, tokens: list[int], cache: KVCache) -> torch.Tensor:
+        """Final normed hidden states [T, dim] of `step` on a linear cache.
 
         Mask, worked example: the cache holds positions 0..4 (pos = 5) and T = 3 tokens go to 5, 6, 7.
         Query i (position 5 + i) sees positions 0..5+i: row i is 0 at columns j <= 5 + i and -inf after,
@@ -169,8 +184,6 @@ class Transformer(nn.Module):
         """
         pos, T = len(cache.tokens), len(tokens)
         device = cache.k.device
-        if cache.is_ring:
-            return self(torch.tensor([tokens], device=device), pos, cache)[0]
         cache.claim(pos, T)
         rotation = self.rotations(pos, T, device)[:, None, :]  # [T, 1, D/2]
         x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 else \
@@ -184,11 +197,9 @@ class Transformer(nn.Module):
             k = rotate(a.wk.forward(h).view(T, a.n_kv_heads, -1, 2), rotation)  # [T, H_kv, D]
             v = a.wv.forward(h).view(T, a.n_kv_heads, -1)  # [T, H_kv, D]
             keys, values = cache.put(i, pos, k.transpose(0, 1), v.transpose(0, 1))  # [1, H_kv, S, D]
-            out = F.scaled_dot_product_attention(q.transpose(0, 1)[None], keys, values, attn_mask=mask,
-                                                 enable_gqa=a.n_heads != a.n_kv_heads)  # [1, H, T, D]
-            x = x + a.wo.forward(out[0].transpose(0, 1).reshape(T, -1))
+            x = x + a.wo.forward(attend(q, keys[0], values[0], mask))
             x = x + layer.feed_forward.forward(layer.ffn_norm.forward(x))
-        return self.logits_of(self.norm.forward(x))  # [T, V]
+        return self.norm.forward(x)  # [T, dim]
 
     def logits_of(self, h: torch.Tensor) -> torch.Tensor:
         """Float32 logits of final hidden states h [..., dim] -> [..., vocab]."""
@@ -202,6 +213,24 @@ class Transformer(nn.Module):
         """Logits [B, T, vocab] (or [B, 1, vocab] with last_only), float32."""
         h = self.hidden(tokens, start_pos, cache)
         return self.logits_of(h[:, -1:] if last_only else h)
+
+
+def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention of a few queries q [T, H, D] over keys and values [H_kv, S, D]; mask [T, S] -> [T, H * D].
+
+    Query head h reads kv head h // group (group = H / H_kv), so the queries of one kv head are rows
+    [group * T] of one matrix product. For a decode step this costs 36 us a layer where SDPA's CPU
+    kernel costs 89 (S = 1000, one thread): its per-call setup outweighs a product this small.
+    Softmax runs in float32 whatever the dtype, as SDPA accumulates.
+    """
+    T, H, D = q.shape
+    n_kv = keys.shape[0]
+    rows = H // n_kv * T
+    scores = torch.matmul(q.transpose(0, 1).reshape(n_kv, rows, D), keys.transpose(1, 2)).float() * D ** -0.5  # [H_kv, rows, S]
+    if mask is not None:
+        scores = (scores.view(n_kv, H // n_kv, T, -1) + mask).view(n_kv, rows, -1)
+    out = torch.matmul(torch.softmax(scores, dim=-1).to(values.dtype), values)  # [H_kv, rows, D]
+    return out.view(H, T, D).transpose(0, 1).reshape(T, H * D)
 
 
 def store_weights_transposed(model: nn.Module) -> nn.Module:
@@ -226,6 +255,7 @@ def store_weights_transposed(model: nn.Module) -> nn.Module:
     if isinstance(model, Transformer) and isinstance(model.output, nn.Linear):
         row_major = model.output.weight.detach().contiguous()
         model.output_row_major = row_major if _row_major_wins(model.output.weight, row_major) else None
+        model.greedy_screen = screening_wins(model.output.weight)
     return model
 
 

@@ -67,7 +67,7 @@ from typing import Iterator, Protocol
 
 import torch
 
-from .generate import forward_tokens, prefill
+from .generate import forward_tokens, greedy_tokens, prefill
 from .kv_cache import KVCache, common_prefix_length
 from .model import Transformer
 from .sampling import SamplingParams, probabilities, sample
@@ -143,8 +143,13 @@ def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context:
         started = time.perf_counter()
         draft, q = drafter.propose(context, k, sampling, generator) if k > 0 else ([], None)
         base = len(cache.tokens)  # == len(context) - 1: cur is at position base
-        logits = forward_tokens(model, cache, [context[-1], *draft], cache.max_chunk)  # [k+1, V]
-        n, token = verify(logits, draft, q, sampling, generator)
+        fed = [context[-1], *draft]
+        if sampling.greedy:  # accept while the draft is the target's greedy choice
+            target = greedy_tokens(model, cache, fed, cache.max_chunk)  # [k+1]
+            n = common_prefix_length(draft, target)
+            token = target[n]
+        else:
+            n, token = verify(forward_tokens(model, cache, fed, cache.max_chunk), draft, q, sampling, generator)
         kept = cache.truncate(base + 1 + n)  # keep cur and the accepted drafts
         assert kept, f"rollback of {len(draft) - n} positions was not exact (max_chunk {cache.max_chunk})"
         stats["drafted_tokens"] = stats.get("drafted_tokens", 0) + len(draft)
@@ -343,20 +348,25 @@ class ModelDrafter:
         if k <= 0:
             return [], None
         logits = self._sync(context)  # [V]
+        if sampling.greedy:
+            tokens = [int(logits.argmax())]
+            while len(tokens) < k and tokens[-1] != self.eos_id:
+                fed = tokens[-1]
+                tokens.append(self.model.greedy_step([fed], self.cache)[0])
+                self.cache.tokens.append(fed)
+            self.synced = len(context)
+            return tokens, None
         tokens, dists = [], []
         for i in range(k):
-            if sampling.greedy:
-                token = int(logits.argmax())
-            else:
-                dists.append(probabilities(logits, sampling))  # [V]
-                token = int(torch.multinomial(dists[-1], 1, generator=generator))
+            dists.append(probabilities(logits, sampling))  # [V]
+            token = int(torch.multinomial(dists[-1], 1, generator=generator))
             tokens.append(token)
             if i == k - 1 or token == self.eos_id:
                 break
             logits = self.model.decode_step(token, self.cache)
             self.cache.tokens.append(token)
         self.synced = len(context)
-        return tokens, torch.stack(dists) if dists else None  # [n, V]
+        return tokens, torch.stack(dists)  # [n, V]
 
     def _sync(self, context: list[int]) -> torch.Tensor:
         """Bring the cache to `context`: keep what agrees, feed the rest; logits after it [V]."""
