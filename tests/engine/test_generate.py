@@ -32,21 +32,20 @@ class ForwardCounter:
     def __init__(self, model):
         self.n, self.model = 0, model
         self.handle = model.register_forward_hook(self.hook)
-        step = model.step
+        step_hidden = model.step_hidden
 
-        def counted_step(tokens, cache):
-            if not cache.is_ring:  # on a ring it calls forward, which the hook counts
-                self.n += 1
-            return step(tokens, cache)
+        def counted_step_hidden(tokens, cache):  # the lean path of step and greedy_step, linear caches only
+            self.n += 1
+            return step_hidden(tokens, cache)
 
-        model.step = counted_step
+        model.step_hidden = counted_step_hidden
 
     def hook(self, *args):
         self.n += 1
 
     def remove(self):
         self.handle.remove()
-        del self.model.step  # the class's method again
+        del self.model.step_hidden  # the class's method again
 
 
 def run(eng, prompt, **kwargs):

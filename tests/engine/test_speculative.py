@@ -196,20 +196,20 @@ def test_model_drafter_drops_stale_drafts_after_plain_steps(make_engine, random_
 # -- no work before the consumer asks -------------------------------------------------------------------
 
 def count_calls(monkeypatch, model: nn.Module) -> list[int]:
-    """Record the number of tokens of every forward pass of model (`forward` or `step`)."""
-    calls, forward, step = [], model.forward, model.step
+    """Record the number of tokens of every forward pass of model (`forward`, or the lean path's
+    `step_hidden`, which `step` and `greedy_step` take on a linear cache)."""
+    calls, forward, step_hidden = [], model.forward, model.step_hidden
 
     def counted(tokens, *args, **kwargs):
         calls.append(tokens.shape[1])
         return forward(tokens, *args, **kwargs)
 
-    def counted_step(tokens, cache):
-        if not cache.is_ring:  # on a ring it calls forward, counted there
-            calls.append(len(tokens))
-        return step(tokens, cache)
+    def counted_step_hidden(tokens, cache):
+        calls.append(len(tokens))
+        return step_hidden(tokens, cache)
 
     monkeypatch.setattr(model, "forward", counted)
-    monkeypatch.setattr(model, "step", counted_step)
+    monkeypatch.setattr(model, "step_hidden", counted_step_hidden)
     return calls
 
 
@@ -466,6 +466,12 @@ class Bigram(nn.Module):
 
     def step(self, tokens, cache):
         return self.log_probs[tokens]  # [T, V]
+
+    def step_hidden(self, tokens, cache):
+        return torch.tensor(tokens)  # [T]: the "state" is the last token
+
+    def logits_of(self, h):
+        return self.log_probs[h]
 
     def decode_step(self, token, cache):
         return self.log_probs[token]  # [V]
