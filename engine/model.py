@@ -72,6 +72,7 @@ class Attention(nn.Module):
         self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+        self.wqkv: torch.Tensor | None = None  # [(H + 2 H_kv) D, dim]: wq, wk, wv as one (`fuse_step_products`)
 
     def forward(self, x, rotation, mask, cache: KVCache | None, slots: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
@@ -98,8 +99,12 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=False)
         self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
         self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
+        self.w13: torch.Tensor | None = None  # [2 hidden, dim]: w1 and w3 as one (`fuse_step_products`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.w13 is not None:
+            gate, up = F.linear(x, self.w13).chunk(2, dim=-1)
+            return self.w2(F.silu(gate) * up)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
@@ -198,9 +203,16 @@ class Transformer(nn.Module):
         for i, layer in enumerate(self.layers):
             a = layer.attention
             h = layer.attention_norm.forward(x)
-            q = rotate(a.wq.forward(h).view(T, a.n_heads, -1, 2), rotation)  # [T, H, D]
-            k = rotate(a.wk.forward(h).view(T, a.n_kv_heads, -1, 2), rotation)  # [T, H_kv, D]
-            v = a.wv.forward(h).view(T, a.n_kv_heads, -1)  # [T, H_kv, D]
+            if a.wqkv is not None:  # one product, one rotation for the queries and keys together
+                qkv = F.linear(h, a.wqkv)  # [T, (H + 2 H_kv) D]
+                rotated = (a.n_heads + a.n_kv_heads) * a.head_dim
+                qk = rotate(qkv[:, :rotated].view(T, a.n_heads + a.n_kv_heads, -1, 2), rotation)  # [T, H + H_kv, D]
+                q, k = qk[:, :a.n_heads], qk[:, a.n_heads:]  # [T, H, D], [T, H_kv, D]
+                v = qkv[:, rotated:].view(T, a.n_kv_heads, -1)  # [T, H_kv, D]
+            else:
+                q = rotate(a.wq.forward(h).view(T, a.n_heads, -1, 2), rotation)  # [T, H, D]
+                k = rotate(a.wk.forward(h).view(T, a.n_kv_heads, -1, 2), rotation)  # [T, H_kv, D]
+                v = a.wv.forward(h).view(T, a.n_kv_heads, -1)  # [T, H_kv, D]
             keys, values = cache.put(i, pos, k.transpose(0, 1), v.transpose(0, 1))  # [1, H_kv, S, D]
             x = x + a.wo.forward(attend(q, keys[0], values[0], mask))
             x = x + layer.feed_forward.forward(layer.ffn_norm.forward(x))
@@ -257,10 +269,45 @@ def store_weights_transposed(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.Linear):
             module.weight = nn.Parameter(module.weight.detach().t().contiguous().t(), requires_grad=False)
+    fuse_step_products(model)
     if isinstance(model, Transformer) and isinstance(model.output, nn.Linear):
         row_major = model.output.weight.detach().contiguous()
         model.output_row_major = row_major if _row_major_wins(model.output.weight, row_major) else None
         model.greedy_screen = screening_wins(model.output.weight)
+    return model
+
+
+def fuse_step_products(model: nn.Module) -> nn.Module:
+    """Hold wq, wk, wv (and w1, w3) of each layer in one transposed tensor, the separate weights
+    becoming views of it, so that a decode step multiplies once where it multiplied three times (twice).
+
+    For a model as small as the embedded one a decode step is mostly per-call overhead: with the
+    fused products and one rotation for queries and keys, `step_hidden` took 2.04 ms against 2.35
+    (session 5's CPU, 2 threads, 1,500 cached positions; 3.5 against 3.9 ms for 5 tokens). No memory is
+    added. Layers whose products are not plain float `nn.Linear` (int8) are left as they are.
+
+    Layout, worked example with dim 4, wq [6, 4], wk and wv [2, 4]: the fused tensor is [4, 10]
+    contiguous; columns 0..5 are wq.T, 6..7 wk.T, 8..9 wv.T; wq.weight is `fused[:, 0:6].t()`, a
+    [6, 4] view whose F.linear reads the [4, 6] column block in place; `wqkv` is `fused.t()` [10, 4].
+    """
+    def fuse(linears: list[nn.Linear]) -> torch.Tensor | None:
+        if not all(type(m) is nn.Linear and m.bias is None for m in linears):
+            return None
+        if len({(m.weight.dtype, m.weight.device) for m in linears}) != 1:
+            return None
+        fused = torch.cat([m.weight.detach().t() for m in linears], dim=1).contiguous()  # [in, sum(out)]
+        start = 0
+        for m in linears:
+            out = m.weight.shape[0]
+            m.weight = nn.Parameter(fused[:, start: start + out].t(), requires_grad=False)  # a view
+            start += out
+        return fused.t()  # [sum(out), in]
+
+    for block in model.modules():
+        if isinstance(block, TransformerBlock):
+            a, f = block.attention, block.feed_forward
+            a.wqkv = fuse([a.wq, a.wk, a.wv])
+            f.w13 = fuse([f.w1, f.w3])
     return model
 
 

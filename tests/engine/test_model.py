@@ -298,6 +298,10 @@ def test_decode_step_equals_forward(variant):
     model = model.to(dtype)
     if variant == "transposed":
         store_weights_transposed(model)
+        for layer in model.layers:  # fused products whose separate weights are views: no memory added
+            a, f = layer.attention, layer.feed_forward
+            assert a.wqkv.untyped_storage().data_ptr() == a.wv.weight.untyped_storage().data_ptr()
+            assert f.w13.untyped_storage().data_ptr() == f.w3.weight.untyped_storage().data_ptr()
     if variant == "int8":
         quantize_int8(model)
     a = model.args
