@@ -79,6 +79,7 @@ class CodestralServer(LanguageServer):
         self.loaded_message = ""
         self.backend_error: str | None = None  # why the remote backend fails, while it does
         self._last_status_sent = 0.0
+        self._latency_status_due = False  # a status with the latest latency is scheduled
         self._loaded_key: tuple | None = None
 
     # -- settings -----------------------------------------------------------------------------------
@@ -238,10 +239,21 @@ class CodestralServer(LanguageServer):
             self.log_message(f"codestral: the {self.settings.model.backend} backend answers again")
 
     def record_latency(self, latency_ms: float) -> None:
-        """Keep the last latency and tell the client, at most once a second."""
+        """Keep the last latency and tell the client at most once a second: at once, or when that second
+        is up, so the status after a burst of completions carries the latest one. On the event loop."""
         self.last_latency_ms = round(latency_ms, 1)
-        now = time.monotonic()
-        if now - self._last_status_sent >= 1.0 and self.state == "ready":
+        if self._latency_status_due:
+            return
+        wait = self._last_status_sent + 1.0 - time.monotonic()
+        if wait <= 0:
+            self._send_latency_status()
+        else:
+            self._latency_status_due = True
+            asyncio.get_running_loop().call_later(wait, self._send_latency_status)
+
+    def _send_latency_status(self) -> None:
+        self._latency_status_due = False
+        if self.state == "ready":
             self.set_status(self.state, self.state_message)
 
     def _end_progress(self, token: str | None, message: str) -> None:

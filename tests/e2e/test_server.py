@@ -43,7 +43,8 @@ def record_status(client: LanguageClient) -> None:
 
     @client.feature("codestral/status")
     def on_status(params):
-        client.status_log.append({"state": params.state, "message": params.message})
+        client.status_log.append({"state": params.state, "message": params.message,
+                                  "lastLatencyMs": getattr(params, "lastLatencyMs", None)})
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), params=["neovim", "visual_studio_code"],
@@ -87,6 +88,20 @@ async def test_inline_completion_range_starts_at_the_cursor(client: LanguageClie
     for item in result.items:
         assert item.range.start == types.Position(5, 4)
         assert isinstance(item.insert_text, str) and item.insert_text
+
+
+async def test_status_carries_the_latest_latency(client: LanguageClient):
+    """Statuses are sent at most once a second, and one follows a completion even when the last went
+    out less than a second before it (the latest latency is not held back until the next keystroke)."""
+    open_doc(client, "file:///e2e/latency.py", PY)
+    for character in (4, 4):  # two completions in a row: the second lands inside the first's second
+        await inline(client, "file:///e2e/latency.py", 5, character)
+        await asyncio.sleep(0.1)
+    seen = len(client.status_log)
+    await asyncio.sleep(1.2)
+    latest = client.status_log[-1]
+    assert isinstance(latest["lastLatencyMs"], (int, float)) and latest["lastLatencyMs"] >= 0, client.status_log
+    assert len(client.status_log) <= seen + 1  # one trailing status, not one per completion
 
 
 async def test_edits_and_non_ascii_positions(client: LanguageClient):
