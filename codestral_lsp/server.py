@@ -79,7 +79,7 @@ class CodestralServer(LanguageServer):
         self.loaded_message = ""
         self.backend_error: str | None = None  # why the remote backend fails, while it does
         self._last_status_sent = 0.0
-        self._latency_status_due = False  # a status with the latest latency is scheduled
+        self._last_latency_sent = 0.0  # when a completion's latency was last reported
         self._loaded_key: tuple | None = None
 
     # -- settings -----------------------------------------------------------------------------------
@@ -239,21 +239,13 @@ class CodestralServer(LanguageServer):
             self.log_message(f"codestral: the {self.settings.model.backend} backend answers again")
 
     def record_latency(self, latency_ms: float) -> None:
-        """Keep the last latency and tell the client at most once a second: at once, or when that second
-        is up, so the status after a burst of completions carries the latest one. On the event loop."""
+        """Keep the last latency and tell the client, at most once a second. Statuses sent for other
+        reasons (ready, loading) do not count: the first completion after the server became ready is
+        reported at once. Sent here, on the event loop, before the completion's answer: never later."""
         self.last_latency_ms = round(latency_ms, 1)
-        if self._latency_status_due:
-            return
-        wait = self._last_status_sent + 1.0 - time.monotonic()
-        if wait <= 0:
-            self._send_latency_status()
-        else:
-            self._latency_status_due = True
-            asyncio.get_running_loop().call_later(wait, self._send_latency_status)
-
-    def _send_latency_status(self) -> None:
-        self._latency_status_due = False
-        if self.state == "ready":
+        now = time.monotonic()
+        if self.state == "ready" and now - self._last_latency_sent >= 1.0:
+            self._last_latency_sent = now
             self.set_status(self.state, self.state_message)
 
     def _end_progress(self, token: str | None, message: str) -> None:
@@ -275,6 +267,8 @@ class CodestralServer(LanguageServer):
     # -- talking to the user ----------------------------------------------------------------------------
 
     def set_status(self, state: str, message: str) -> None:
+        if state != self.state:
+            self._last_latency_sent = 0.0  # the first completion in the new state is reported at once
         self.state, self.state_message = state, message
         self._last_status_sent = time.monotonic()
         self.protocol.notify(STATUS, {"state": state, "message": message, "lastLatencyMs": self.last_latency_ms,
