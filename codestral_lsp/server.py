@@ -78,7 +78,6 @@ class CodestralServer(LanguageServer):
         self.last_latency_ms: float | None = None
         self.loaded_message = ""
         self.backend_error: str | None = None  # why the remote backend fails, while it does
-        self._last_status_sent = 0.0
         self._last_latency_sent = 0.0  # when a completion's latency was last reported
         self._loaded_key: tuple | None = None
 
@@ -270,7 +269,6 @@ class CodestralServer(LanguageServer):
         if state != self.state:
             self._last_latency_sent = 0.0  # the first completion in the new state is reported at once
         self.state, self.state_message = state, message
-        self._last_status_sent = time.monotonic()
         self.protocol.notify(STATUS, {"state": state, "message": message, "lastLatencyMs": self.last_latency_ms,
                                       "model": self.status_model()})
 

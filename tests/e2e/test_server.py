@@ -27,10 +27,11 @@ PY = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    \n"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def wait_ready(client: LanguageClient, timeout: float = 120.0) -> dict:
+async def wait_ready(client: LanguageClient, timeout: float = 120.0, start: int = 0) -> dict:
+    """The first ready or error status after the first `start` ones."""
     async def loop():
         while True:
-            for note in getattr(client, "status_log", []):
+            for note in getattr(client, "status_log", [])[start:]:
                 if note["state"] in ("ready", "error"):
                     return note
             await asyncio.sleep(0.05)
@@ -98,8 +99,7 @@ async def test_status_reports_the_latency_of_a_completion(client: LanguageClient
     start = len(client.status_log)
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"codestral": {
         "cache": {"sessions": 5}, "completion": {"maxTokens": 16, "debounceMs": 0}}}))  # reloads the model
-    while not any(n["state"] == "ready" for n in client.status_log[start:]):
-        await asyncio.sleep(0.02)
+    assert (await wait_ready(client, start=start))["state"] == "ready"
     seen = len(client.status_log)
     await inline(client, "file:///e2e/latency.py", 5, 4)
     await asyncio.sleep(0.2)  # the status goes out before the answer; let the client read it
@@ -112,8 +112,7 @@ async def test_status_reports_the_latency_of_a_completion(client: LanguageClient
     start = len(client.status_log)  # back to the module's settings, loaded, for the tests after this one
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
         settings={"codestral": {"completion": {"maxTokens": 16, "debounceMs": 0}}}))
-    while not any(n["state"] == "ready" for n in client.status_log[start:]):
-        await asyncio.sleep(0.02)
+    assert (await wait_ready(client, start=start))["state"] == "ready"
 
 
 async def test_edits_and_non_ascii_positions(client: LanguageClient):
