@@ -14,14 +14,22 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_engine(args):
+def load_engine(args, build_fused: bool = False):
+    """The engine of --model; with build_fused (the benchmarks) the fused decode step is built first
+    if this machine has not built it yet (engine/fused.py), so that they measure the fastest path."""
     from engine import CheckpointError, Engine
 
     try:
-        return Engine.load(args.model, device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"),
-                           quantize=getattr(args, "quantize", None))
+        engine = Engine.load(args.model, device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"),
+                             quantize=getattr(args, "quantize", None))
     except (CheckpointError, ValueError, OSError) as exc:
         sys.exit(f"codestral-lsp: cannot load the model: {exc}")
+    if build_fused and engine.fused_status == "not built yet":
+        progress("building the fused decode step (once per machine, about 40 s)...")
+        engine.use_fused_step(build=True)
+    if build_fused:
+        progress(f"fused decode step: {engine.fused_status or 'on'}")
+    return engine
 
 
 def cmd_serve(args) -> None:
@@ -141,12 +149,13 @@ def cmd_bench(args) -> None:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         sys.exit(f"codestral-lsp: unknown mode {', '.join(unknown)}; modes are {', '.join(MODES)}")
-    engine = load_engine(args)
+    engine = load_engine(args, build_fused=True)
     engine.spec_k = args.spec_k
     if "cache+draft" in modes:
         engine.attach_draft(args.draft)
     result = bench_typing(engine, args.file, args.events, modes, progress=report)
     result["spec_k"] = args.spec_k
+    result["fused_step"] = engine.fused_status or "on"
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -172,10 +181,11 @@ def cmd_bench_engine(args) -> None:
         store_weights_transposed(model)  # the layout Engine.load gives CPU models
         engine = Engine(model, Tokenizer(v3_tokenizer_path()))
     else:
-        engine = load_engine(args)
+        engine = load_engine(args, build_fused=True)
     # transformers gets float weights only: with --quantize its row would compare different models.
     result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
                           with_transformers=not args.no_peers and not args.quantize)
+    result["fused_step"] = engine.fused_status or "on"
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -190,7 +200,7 @@ def cmd_bench_peers(args) -> None:
         sys.exit(f"codestral-lsp: unknown system {', '.join(unknown)}; systems are {', '.join(SYSTEMS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    engine = load_engine(args)
+    engine = load_engine(args, build_fused=True)
 
     def report(system, n, total):
         if n % 20 == 0 or n == total:
@@ -199,6 +209,7 @@ def cmd_bench_peers(args) -> None:
     result, runs = bench_peers(engine, args.file, args.events, args.max_tokens, systems, args.gguf, progress=report,
                                speculative=None if args.speculative == "off" else args.speculative)
     result["codestral_speculative"] = args.speculative
+    result["fused_step"] = engine.fused_status or "on"
     if args.plot:
         title = (f"{Path(args.file).name}: {result['events']} events, {args.max_tokens} tokens greedy, "
                  f"{result['threads']} thread{'s' if result['threads'] != 1 else ''}")

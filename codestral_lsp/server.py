@@ -156,7 +156,20 @@ class CodestralServer(LanguageServer):
             log.exception("model load failed")
             self._loop.call_soon_threadsafe(self._load_failed, token, exc)
             return
+        if engine.fused_status == "not built yet":  # once per machine: decode in PyTorch until it is ready
+            from engine import fused
+
+            fused.build_in_background(lambda module: self._fused_built(engine))
         self._loop.call_soon_threadsafe(self._loaded, key, token, engine, time.perf_counter() - started)
+
+    def _fused_built(self, engine) -> None:
+        """On the build thread: switch the engine to the fused decode step (a plain attribute swap that a
+        running completion may see between two steps: both steps compute the same values)."""
+        status = engine.use_fused_step() or "on"
+        try:
+            self._loop.call_soon_threadsafe(self.log_message, f"codestral: fused decode step: {status}")
+        except RuntimeError:  # the server stopped meanwhile
+            pass
 
     def _load_failed(self, token: str | None, exc: Exception) -> None:
         self.set_status("error", f"could not load the model: {exc}")

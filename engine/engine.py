@@ -75,6 +75,7 @@ class Engine:
         self._private = None
         self.draft: Engine | None = None
         self.spec_k, self.spec_ngram = 4, 3  # speculative decoding: most tokens drafted, longest n-gram
+        self.fused_status: str | None = "not tried"  # None when decode steps run fused (use_fused_step)
         # Chat prompts ([INST] ... [/INST]) only for checkpoints that declare instruction tuning.
         self.instruct = tokenizer.supports_instruct and is_instruct(checkpoint.folder if checkpoint else None)
         if tokenizer.vocab_size != self.args.vocab_size:
@@ -98,7 +99,23 @@ class Engine:
             raise ValueError(f"unknown quantization {quantize!r}: use int8 or none")
         if dev.type == "cpu":
             store_weights_transposed(model)  # the float Linear layers that are left
-        return cls(model, tokenizer, ckpt, **options)
+        engine = cls(model, tokenizer, ckpt, **options)
+        engine.use_fused_step(build=False)  # when this machine has built it already (engine/fused.py)
+        return engine
+
+    def use_fused_step(self, build: bool = False) -> str | None:
+        """Decode with the fused C++ step (engine/fused.py) where it applies, building it first when
+        `build` (about 40 s, once per machine). Returns None when in use, else why not (also in `info`)."""
+        from . import fused
+
+        if self.device.type != "cpu":
+            self.fused_status = "the fused step is for the CPU"
+            return self.fused_status
+        module = fused.load(build=build)
+        self.fused_status = fused.attach(self.model, module)
+        if self.draft is not None:
+            self.draft.fused_status = fused.attach(self.draft.model, module)
+        return self.fused_status
 
     def attach_draft(self, draft: "str | Path | Engine | None" = None) -> "Engine":
         """Use another checkpoint with the same tokenizer as the speculative draft (None: the embedded draft)."""
@@ -245,6 +262,7 @@ class Engine:
             "weights_mb": round(weights_bytes(self.model) / 2**20, 1),
             "cache_mb_per_session": round(self.new_cache().nbytes / 2**20, 1),
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "fused_step": self.fused_status or "on",
         }
 
 

@@ -75,7 +75,7 @@ def prefill(model: Transformer, cache: KVCache, prompt: list[int], chunk: int = 
     for i in range(reused, len(prompt), step):
         piece = prompt[i: i + step]
         if len(piece) <= 16 and not cache.is_ring:  # the few new tokens of a reused prompt: the lean path
-            logits = model.logits_of(model.step_hidden(piece, cache)[-1])[None, None]  # [1, 1, V]
+            logits = model.step(piece, cache, last_only=True)[None]  # [1, 1, V]
         else:
             logits = model(torch.tensor([piece], device=device), i, cache, last_only=True)  # [1, 1, V]
         cache.tokens.extend(piece)

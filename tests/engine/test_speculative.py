@@ -464,8 +464,8 @@ class Bigram(nn.Module):
         logits = self.log_probs[tokens]  # [1, T, V]
         return logits[:, -1:] if last_only else logits
 
-    def step(self, tokens, cache):
-        return self.log_probs[tokens]  # [T, V]
+    def step(self, tokens, cache, last_only=False):
+        return self.log_probs[tokens[-1:] if last_only else tokens]  # [T, V]
 
     def step_hidden(self, tokens, cache):
         return torch.tensor(tokens)  # [T]: the "state" is the last token

@@ -1,0 +1,163 @@
+"""The fused decode step: one C++ call per decode step or speculative verification (engine/csrc).
+
+A PyTorch decode step of the embedded model runs ~300 small operators at 10-20 us each on a 2-core
+CPU, around ~1 ms of arithmetic; `FusedDecoder` does the step in one call, reading the matrices in
+bfloat16 and multiplying in float32 (csrc/fused_step.cpp). It is used only where that changes
+nothing but the summation order: float32 models on the CPU whose matrices hold bfloat16 values (the
+embedded model and any checkpoint saved in bfloat16), with a linear cache (no sliding-window ring).
+
+The extension is compiled once per machine (about 40 s: g++ and ninja, through
+torch.utils.cpp_extension) into ~/.cache/codestral-lsp/fused/<key>, the key covering the source,
+torch's version and the CPU's flags. Nothing waits for it by default: `Engine.load` uses it when it
+is already built, the language server builds it in the background and switches when it is ready, and
+the benchmarks build it first (`build=True`). CODESTRAL_LSP_FUSED=off turns it off everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+import xxhash
+from torch import nn
+
+NAME = "codestral_fused_step"
+SOURCE = Path(__file__).parent / "csrc" / "fused_step.cpp"
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
+MAX_TOKENS = 16  # per call: a decode step or a verification of up to 15 drafted tokens
+
+_lock = threading.Lock()
+_module = None
+_failure: str | None = None  # why the extension could not be built in this process
+
+
+def enabled() -> bool:
+    return os.environ.get("CODESTRAL_LSP_FUSED", "auto").lower() not in ("off", "0", "false", "no")
+
+
+def build_dir() -> Path:
+    """Where this machine's build lives: the key changes with the source, torch and the CPU's flags."""
+    cpu = ""
+    try:
+        cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        cpu = platform.processor()
+    key = xxhash.xxh64("\0".join([SOURCE.read_text(), torch.__version__, " ".join(CFLAGS), platform.machine(),
+                                  cpu, sys.version]).encode()).hexdigest()
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codestral-lsp" / "fused"
+    return root / key
+
+
+def failure() -> str | None:
+    """Why the extension is not available after `load(build=True)` returned None."""
+    return _failure
+
+
+def load(build: bool = False):
+    """The compiled extension, or None: not built yet (and build False), turned off, or it cannot be
+    built here (`failure()` says why). Building compiles in a temporary folder and moves the library
+    into place, so an interrupted build leaves nothing half-written behind."""
+    global _module, _failure
+    if not enabled():
+        return None
+    with _lock:
+        if _module is not None:
+            return _module
+        library = build_dir() / f"{NAME}.so"
+        if not library.exists():
+            if not build or _failure is not None:
+                return None
+            try:
+                _compile(library)
+            except Exception as exc:  # no compiler, no ninja, a compiler error: the PyTorch step remains
+                _failure = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+                return None
+        spec = importlib.util.spec_from_file_location(NAME, library)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _module = module
+        return module
+
+
+def _compile(library: Path) -> None:
+    from torch.utils.cpp_extension import load as build_extension
+
+    library.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=library.parent))
+    try:
+        build_extension(name=NAME, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
+                        build_directory=str(work), verbose=False)
+        built = next(work.glob(f"{NAME}*.so"))
+        staged = library.with_suffix(".so.partial")
+        shutil.copyfile(built, staged)
+        os.replace(staged, library)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def build_in_background(done) -> threading.Thread:
+    """Build (or load) the extension on a daemon thread, then call done(module or None)."""
+    thread = threading.Thread(target=lambda: done(load(build=True)), name="fused-step-build", daemon=True)
+    thread.start()
+    return thread
+
+
+def unsupported(model: nn.Module) -> str | None:
+    """Why `model` cannot take the fused step, or None when it can."""
+    from .model import Transformer
+
+    if not isinstance(model, Transformer):
+        return "not a Transformer"
+    a = model.args
+    w = model.output.weight
+    if w.device.type != "cpu" or w.dtype != torch.float32:
+        return "the fused step runs float32 models on the CPU"
+    outputs = (a.dim, 2 * a.hidden_dim, (a.n_heads + 2 * a.n_kv_heads) * a.head_dim, a.vocab_size)
+    if a.n_heads % a.n_kv_heads or a.head_dim % 2 or any(n % 64 for n in outputs):
+        return "the fused step packs matrices in tiles of 64 rows: dim, 2 hidden_dim, the QKV width and " \
+               "the vocabulary must be multiples of 64"
+    for layer in model.layers:
+        if layer.attention.wqkv is None or layer.feed_forward.w13 is None or type(layer.attention.wo) is not nn.Linear \
+                or type(layer.feed_forward.w2) is not nn.Linear:
+            return "quantized or unfused layers"
+    if type(model.output) is not nn.Linear:
+        return "a quantized output table"
+    for name, matrix in _matrices(model):
+        if not torch.equal(matrix, matrix.bfloat16().float()):
+            return f"{name} holds values that bfloat16 cannot represent (a float32 checkpoint)"
+    return None
+
+
+def _matrices(model) -> list[tuple[str, torch.Tensor]]:
+    out = [("output", model.output.weight.detach())]
+    for i, layer in enumerate(model.layers):
+        out += [(f"layers.{i}.wqkv", layer.attention.wqkv.detach()), (f"layers.{i}.wo", layer.attention.wo.weight.detach()),
+                (f"layers.{i}.w13", layer.feed_forward.w13.detach()), (f"layers.{i}.w2", layer.feed_forward.w2.weight.detach())]
+    return out
+
+
+def attach(model: nn.Module, module=None) -> str | None:
+    """Give `model` a fused decoder (`model.fused`); returns None, or why it could not."""
+    module = module or load()
+    if module is None:
+        return failure() or ("turned off (CODESTRAL_LSP_FUSED)" if not enabled() else "not built yet")
+    reason = unsupported(model)
+    if reason is not None:
+        return reason
+    a, layers = model.args, model.layers
+    bf16 = lambda w: w.detach().to(torch.bfloat16).contiguous()  # exact: checked by `unsupported`
+    norm = lambda w: w.detach().float().contiguous()
+    model.fused = module.FusedDecoder(
+        model.tok_embeddings.weight.detach().float().contiguous(),
+        [norm(l.attention_norm.weight) for l in layers], [bf16(l.attention.wqkv) for l in layers],
+        [bf16(l.attention.wo.weight) for l in layers], [norm(l.ffn_norm.weight) for l in layers],
+        [bf16(l.feed_forward.w13) for l in layers], [bf16(l.feed_forward.w2.weight) for l in layers],
+        norm(model.norm.weight), bf16(model.output.weight), a.n_heads, a.n_kv_heads, a.head_dim, a.norm_eps)
+    return None

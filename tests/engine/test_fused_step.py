@@ -1,0 +1,185 @@
+"""The fused C++ decode step (engine/fused.py) against the PyTorch step it replaces.
+
+The extension is built once for the session (about 40 s); without a C++ compiler the tests are
+skipped, with one, a build failure fails them.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine import fused
+from engine.generate import decode, prefill
+from engine.kv_cache import KVCache
+from engine.model import store_weights_transposed
+from engine.quantize import quantize_int8
+from engine.sampling import SamplingParams
+from engine.speculative import DraftLength, PromptLookup, speculate
+from engine.testing import random_model, tiny_args
+
+
+@pytest.fixture(scope="module")
+def module():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODESTRAL_LSP_FUSED", "auto")
+        built = fused.load(build=True)
+    if built is None:
+        if not (shutil.which("c++") or shutil.which("g++")):
+            pytest.skip("no C++ compiler: the fused step cannot be built here")
+        pytest.fail(f"the fused step did not build: {fused.failure()}")
+    return built
+
+
+def bf16_model(seed: int = 0, **overrides):
+    """A tiny random model whose matrices hold bfloat16 values, as a checkpoint saved in bfloat16 gives."""
+    model = random_model(tiny_args(**overrides), seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.bfloat16().float())
+        model.output.weight.mul_(4)  # peaked logits, as a trained model's
+    return store_weights_transposed(model)
+
+
+def new_cache(model, capacity: int = 256) -> KVCache:
+    a = model.args
+    return KVCache(a.n_layers, a.n_kv_heads, a.head_dim, capacity, None, torch.float32)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 6, 7, 13, 16])
+@pytest.mark.parametrize("shape", [(64, 1), (128, 24), (320, 272), (4096, 32)])
+def test_the_kernels_multiply_like_float32(module, rows, shape):
+    gen = torch.Generator().manual_seed(rows)
+    w = torch.randn(*shape, generator=gen).bfloat16()
+    x = torch.randn(rows, shape[1], generator=gen)
+    expected = F.linear(x, w.float())
+    torch.testing.assert_close(module.linear(w, x), expected, rtol=1e-5, atol=1e-4)
+    assert module.argmax(w, x) == expected.argmax(-1).tolist()
+
+
+def test_argmax_takes_the_first_of_equal_maxima(module):
+    w = torch.zeros(1024, 16).bfloat16()
+    w[700] = w[300] = w[900] = 1.0  # equal logits in three different groups of tiles
+    assert module.argmax(w, torch.ones(2, 16)) == [300, 300]
+
+
+def test_the_kernels_refuse_what_they_cannot_multiply(module):
+    with pytest.raises(RuntimeError, match="bfloat16"):
+        module.linear(torch.randn(64, 16), torch.randn(1, 16))
+    with pytest.raises(RuntimeError, match="multiple of 64"):
+        module.linear(torch.randn(48, 16).bfloat16(), torch.randn(1, 16))
+    with pytest.raises(RuntimeError, match="1 <= T <= 16"):
+        module.linear(torch.randn(64, 16).bfloat16(), torch.randn(17, 16))
+
+
+def test_steps_and_verifications_equal_the_pytorch_step(module, random_prompt):
+    """Logits and cached keys/values of chunks of 1 to 16 tokens, one after the other, and last_only."""
+    import random
+
+    model = bf16_model(dim=64, n_heads=4, n_kv_heads=2, hidden_dim=128)
+    assert fused.attach(model, module) is None
+    decoder = model.fused
+    rng = random.Random(1)
+    prompt = random_prompt(rng, 40)
+    caches = []
+    for use in (decoder, None):
+        model.fused = use
+        cache = new_cache(model)
+        with torch.inference_mode():
+            prefill(model, cache, prompt)
+            logits = []
+            for n in (1, 2, 5, 16, 1, 3):
+                chunk = random_prompt(rng, n)
+                logits.append(model.step(chunk, cache))
+                cache.tokens.extend(chunk)
+            logits.append(model.step(random_prompt(rng, 4), cache, last_only=True))
+        caches.append((cache, logits))
+        rng = random.Random(1)
+        random_prompt(rng, 40)
+    (fused_cache, fused_logits), (plain_cache, plain_logits) = caches
+    for a, b in zip(fused_logits, plain_logits):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    used = len(plain_cache.tokens) + 4
+    torch.testing.assert_close(fused_cache.k[:, :, :, :used], plain_cache.k[:, :, :, :used], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused_cache.v[:, :, :, :used], plain_cache.v[:, :, :, :used], rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_and_speculative_decoding_equal_plain_decoding(module, random_prompt):
+    import random
+
+    model = bf16_model(seed=3)
+    prompt = random_prompt(random.Random(2), 30)
+    prompt = prompt + prompt[:12]  # a repeat, so that prompt lookup drafts something
+
+    def greedy(speculative: bool) -> list[int]:
+        cache = new_cache(model)
+        with torch.inference_mode():
+            logits, _ = prefill(model, cache, prompt)
+            if speculative:
+                steps = speculate(model, cache, logits, list(prompt), PromptLookup(3), SamplingParams(), None, {},
+                                  DraftLength(4), 80)
+            else:
+                steps = decode(model, cache, logits, SamplingParams())
+            out = []
+            for step in steps:
+                out.extend(step)
+                if len(out) >= 80:
+                    return out[:80]
+        return out
+
+    plain = greedy(False)
+    assert fused.attach(model, module) is None
+    assert greedy(False) == plain
+    assert greedy(True) == plain
+
+
+def test_only_models_it_computes_exactly(module):
+    model = store_weights_transposed(random_model(tiny_args(), 1))  # random float32 values
+    assert "bfloat16 cannot represent" in fused.attach(model, module)
+    assert model.fused is None
+    quantized = quantize_int8(bf16_model(seed=1))
+    store_weights_transposed(quantized)
+    assert fused.attach(quantized, module) is not None
+    odd = bf16_model(dim=32, n_heads=4, n_kv_heads=2, hidden_dim=64)
+    assert "multiples of 64" in fused.attach(odd, module)
+
+
+def test_a_sliding_window_cache_takes_the_pytorch_path(module, random_prompt):
+    import random
+
+    model = bf16_model(sliding_window=24)
+    assert fused.attach(model, module) is None
+    a = model.args
+    ring = KVCache(a.n_layers, a.n_kv_heads, a.head_dim, 24 + 8, 24, torch.float32)
+    prompt = random_prompt(random.Random(3), 50)
+    runs = []
+    for use in (model.fused, None):
+        model.fused = use
+        ring.reset()
+        with torch.inference_mode():
+            steps = decode(model, ring, prefill(model, ring, prompt, chunk=8)[0], SamplingParams())
+            runs.append([next(steps)[0] for _ in range(20)])  # the ring wraps: 50 + 20 positions in 32 slots
+    assert runs[0] == runs[1]
+
+
+def test_bad_input_raises_and_leaves_the_process_alive(module):
+    model = bf16_model()
+    assert fused.attach(model, module) is None
+    cache = new_cache(model, capacity=8)
+    with pytest.raises(RuntimeError, match="token id"):
+        model.fused.step([40000], 0, model._rotation_pairs(0, 1), cache.k, cache.v, False)
+    with pytest.raises(RuntimeError, match="past the cache"):
+        model.fused.step([5, 6], 7, model._rotation_pairs(7, 2), cache.k, cache.v, False)
+    with pytest.raises(ValueError, match="capacity"):
+        model.step([5] * 9, cache)  # the cache's own check comes first
+    assert len(model.greedy_step([5], cache)) == 1
+
+
+def test_turned_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("CODESTRAL_LSP_FUSED", "off")
+    assert fused.load(build=True) is None
+    assert "turned off" in fused.attach(bf16_model())
