@@ -137,9 +137,18 @@ class KVCache:
         self.used = 0
 
 
-def common_prefix_length(a: list[int], b: list[int]) -> int:
+def common_prefix_length(a: list[int], b: list[int], block: int = 64) -> int:
+    """How many leading items a and b share. Blocks of `block` items are compared as slices (in C), then
+    items one by one inside the first block that differs: a prompt of 1,000 tokens that shares all but
+    its last few with the previous one costs ~16 slice comparisons instead of 1,000 Python steps.
+
+    >>> common_prefix_length([1, 2, 3, 4], [1, 2, 9], block=2)
+    2
+    """
     n = min(len(a), len(b))
     i = 0
+    while i + block <= n and a[i: i + block] == b[i: i + block]:
+        i += block
     while i < n and a[i] == b[i]:
         i += 1
     return i

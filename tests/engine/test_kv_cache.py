@@ -182,6 +182,16 @@ def test_common_prefix_length():
     assert common_prefix_length([1, 2], [1, 2, 3]) == 2
 
 
+@settings(settings.get_profile("engine"), max_examples=60)
+@given(shared=st.integers(0, 300), a_tail=st.lists(st.integers(0, 3), max_size=70),
+       b_tail=st.lists(st.integers(0, 3), max_size=70), block=st.sampled_from([1, 2, 7, 64]))
+def test_common_prefix_length_by_blocks_equals_item_by_item(shared, a_tail, b_tail, block):
+    prefix = list(range(shared))
+    a, b = prefix + a_tail, prefix + b_tail
+    expected = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    assert common_prefix_length(a, b, block) == expected
+
+
 # -- the invariant, through the Engine ----------------------------------------------------------------
 
 class PrefillRecorder:

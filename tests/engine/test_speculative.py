@@ -299,7 +299,7 @@ def test_the_previous_completion_is_recalled_as_a_draft(make_engine, tokenizer, 
     eng = make_engine()
     prompt = tokenizer.encode_fim("def add(a, b):\n    return a", "\n\nprint(add(1, 2))\n")
     first, _ = run(eng, prompt, "ngram", n=16, session="doc")
-    monkeypatch.setattr(PromptLookup, "_index", lambda self, tokens, last: None)  # no drafts from the context
+    monkeypatch.setattr(PromptLookup, "_context_match", lambda self, context, n: None)  # no drafts from the context
     typed = prompt + first[:1]  # the user accepted the first token
     plain, _ = run(eng, typed, None, n=12)
     tokens, stats = run(eng, typed, "ngram", n=12, session="doc")
@@ -320,16 +320,19 @@ def lookup_reference(context, k, n_max, n_min):
     return []
 
 
-def test_prompt_lookup_incremental_index_matches_brute_force():
+def test_prompt_lookup_matches_brute_force():
+    """Small alphabets (many matches, some at byte offsets that straddle two tokens: ids 256 and 1
+    are the bytes 00 01 00 00 and 01 00 00 00) and a growing context."""
     rng = random.Random(11)
-    for _ in range(30):
-        n_max, context, lookup = rng.randint(1, 4), [rng.randrange(5) for _ in range(rng.randint(1, 10))], None
+    for _ in range(60):
+        alphabet = rng.choice([[0, 1, 2, 3, 4], [0, 1, 256, 65536, 65537]])
+        n_max, context = rng.randint(1, 4), [rng.choice(alphabet) for _ in range(rng.randint(1, 10))]
         n_min = rng.randint(1, n_max)
         lookup = PromptLookup(n_max, n_min=n_min)
         for _ in range(15):
             k = rng.randint(0, 5)
             assert lookup.propose(context, k)[0] == lookup_reference(context, k, n_max, n_min), (context, k, n_max)
-            context += [rng.randrange(5) for _ in range(rng.randint(1, 3))]
+            context += [rng.choice(alphabet) for _ in range(rng.randint(1, 3))]
 
 
 def test_draft_length_adapts():
