@@ -31,7 +31,7 @@ from torch import nn
 NAME = "codestral_fused_step"
 SOURCE = Path(__file__).parent / "csrc" / "fused_step.cpp"
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
-MAX_TOKENS = 16  # per call: a decode step or a verification of up to 15 drafted tokens
+MAX_PARAMS = 1_000_000_000  # Engine.load's float32/bfloat16 line on the CPU (engine.pick_dtype)
 
 _lock = threading.Lock()
 _module = None
@@ -119,6 +119,8 @@ def unsupported(model: nn.Module) -> str | None:
     w = model.output.weight
     if w.device.type != "cpu" or w.dtype != torch.float32:
         return "the fused step runs float32 models on the CPU"
+    if a.n_params() > MAX_PARAMS:  # it keeps a bfloat16 copy of the matrices beside the float32 ones
+        return f"models above {MAX_PARAMS / 1e9:.0f}B parameters load in bfloat16 on the CPU; the fused step is for small ones"
     outputs = (a.dim, 2 * a.hidden_dim, (a.n_heads + 2 * a.n_kv_heads) * a.head_dim, a.vocab_size)
     if a.n_heads % a.n_kv_heads or a.head_dim % 2 or any(n % 64 for n in outputs):
         return "the fused step packs matrices in tiles of 64 rows: dim, 2 hidden_dim, the QKV width and " \

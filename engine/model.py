@@ -182,10 +182,11 @@ class Transformer(nn.Module):
         return self.logits_of(h[-1:] if last_only else h)  # [T, V]
 
     def greedy_step(self, tokens: list[int], cache: KVCache) -> list[int]:
-        """The greedy token after each of `tokens` [T], appended as by `step`: `step(...).argmax(-1)`,
-        with the output table screened in int8 for one token where `store_weights_transposed` measured
-        that faster. A verification's rows go through the plain product: the screen's bounds cost
-        [T, vocab] elementwise work each, and five rows screened took 2.7 ms against 1.4 for the product."""
+        """The greedy token after each of `tokens` [T], appended as by `step`: `step(...).argmax(-1)`.
+        With `fused`, one C++ call that never writes the logits. Otherwise the output table is screened
+        in int8 for one token where `store_weights_transposed` measured that faster; a verification's
+        rows go through the plain product: the screen's bounds cost [T, vocab] elementwise work each,
+        and five rows screened took 2.7 ms against 1.4 for the product."""
         if cache.is_ring:
             return self.step(tokens, cache).argmax(-1).tolist()
         if self.fused is not None and len(tokens) <= 16:
