@@ -116,6 +116,8 @@ def unsupported(model: nn.Module) -> str | None:
     if not isinstance(model, Transformer):
         return "not a Transformer"
     a = model.args
+    if type(model.output) is not nn.Linear:
+        return "a quantized model"
     w = model.output.weight
     if w.device.type != "cpu" or w.dtype != torch.float32:
         return "the fused step runs float32 models on the CPU"
@@ -129,8 +131,6 @@ def unsupported(model: nn.Module) -> str | None:
         if layer.attention.wqkv is None or layer.feed_forward.w13 is None or type(layer.attention.wo) is not nn.Linear \
                 or type(layer.feed_forward.w2) is not nn.Linear:
             return "quantized or unfused layers"
-    if type(model.output) is not nn.Linear:
-        return "a quantized output table"
     for name, matrix in _matrices(model):
         if not torch.equal(matrix, matrix.bfloat16().float()):
             return f"{name} holds values that bfloat16 cannot represent (a float32 checkpoint)"
