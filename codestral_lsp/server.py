@@ -184,8 +184,10 @@ class CodestralServer(LanguageServer):
         name = engine.checkpoint.folder.name if engine.checkpoint else "model"
         self.loaded_message = f"{name} loaded in {seconds:.1f}s on {engine.device}"
         self.set_status(*self.ready_status())
+        fused = getattr(engine, "fused_status", "n/a")
         self.log_message(f"codestral: {name} loaded in {seconds:.1f}s ({engine.info()['parameters']:,} parameters, "
-                         f"{engine.dtype}, {engine.device})")
+                         f"{engine.dtype}, {engine.device}, fused decode step: "
+                         f"{'on' if fused is None else 'building' if fused == 'not built yet' else fused})")
         self._end_progress(token, "ready")
 
     def ready_status(self) -> tuple[str, str]:
