@@ -103,8 +103,18 @@ def _compile(library: Path) -> None:
 
 
 def build_in_background(done) -> threading.Thread:
-    """Build (or load) the extension on a daemon thread, then call done(module or None)."""
-    thread = threading.Thread(target=lambda: done(load(build=True)), name="fused-step-build", daemon=True)
+    """Build (or load) the extension on a daemon thread, then call done(module or None). The thread,
+    and the compiler it starts, run at a lower CPU priority (Linux: nice 10 for this thread only), so
+    that completions served meanwhile keep their speed."""
+    def run():
+        try:
+            me = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, me, max(10, os.getpriority(os.PRIO_PROCESS, me)))  # never higher
+        except (AttributeError, OSError):  # not Linux, or not allowed: build at normal priority
+            pass
+        done(load(build=True))
+
+    thread = threading.Thread(target=run, name="fused-step-build", daemon=True)
     thread.start()
     return thread
 

@@ -6,7 +6,10 @@ skipped, with one, a build failure fails them.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import threading
 
 import pytest
 import torch
@@ -183,3 +186,21 @@ def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("CODESTRAL_LSP_FUSED", "off")
     assert fused.load(build=True) is None
     assert "turned off" in fused.attach(bf16_model())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_the_background_build_runs_at_a_lower_priority(module, monkeypatch):
+    """The server's build thread (and the compiler it starts) must not slow the completions served meanwhile."""
+    monkeypatch.setenv("CODESTRAL_LSP_FUSED", "auto")
+    seen, finished = {}, threading.Event()
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def done(built):
+        seen["module"], seen["nice"] = built, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        finished.set()
+
+    fused.build_in_background(done)
+    assert finished.wait(120)
+    assert seen["module"] is module
+    assert seen["nice"] >= max(10, base)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # this thread is untouched
