@@ -24,11 +24,12 @@ def load_engine(args, build_fused: bool = False):
                              quantize=getattr(args, "quantize", None))
     except (CheckpointError, ValueError, OSError) as exc:
         sys.exit(f"codestral-lsp: cannot load the model: {exc}")
-    if build_fused and engine.fused_status == "not built yet":
-        progress("building the fused decode step (once per machine, about 40 s)...")
-        engine.use_fused_step(build=True)
     if build_fused:
-        progress(f"fused decode step: {engine.fused_status or 'on'}")
+        from engine.fused import NOT_BUILT
+
+        if engine.fused_status == NOT_BUILT:
+            progress("building the fused decode step (once per machine, about 40 s)...")
+        progress(f"fused decode step: {engine.use_fused_step(build=True)}")
     return engine
 
 
@@ -155,7 +156,7 @@ def cmd_bench(args) -> None:
         engine.attach_draft(args.draft)
     result = bench_typing(engine, args.file, args.events, modes, progress=report)
     result["spec_k"] = args.spec_k
-    result["fused_step"] = engine.fused_status or "on"
+    result["fused_step"] = engine.fused_status
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -185,7 +186,7 @@ def cmd_bench_engine(args) -> None:
     # transformers gets float weights only: with --quantize its row would compare different models.
     result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
                           with_transformers=not args.no_peers and not args.quantize)
-    result["fused_step"] = engine.fused_status or "on"
+    result["fused_step"] = engine.fused_status
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -209,7 +210,7 @@ def cmd_bench_peers(args) -> None:
     result, runs = bench_peers(engine, args.file, args.events, args.max_tokens, systems, args.gguf, progress=report,
                                speculative=None if args.speculative == "off" else args.speculative)
     result["codestral_speculative"] = args.speculative
-    result["fused_step"] = engine.fused_status or "on"
+    result["fused_step"] = engine.fused_status
     if args.plot:
         title = (f"{Path(args.file).name}: {result['events']} events, {args.max_tokens} tokens greedy, "
                  f"{result['threads']} thread{'s' if result['threads'] != 1 else ''}")

@@ -156,16 +156,16 @@ class CodestralServer(LanguageServer):
             log.exception("model load failed")
             self._loop.call_soon_threadsafe(self._load_failed, token, exc)
             return
-        if engine.fused_status == "not built yet":  # once per machine: decode in PyTorch until it is ready
-            from engine import fused
+        from engine import fused
 
+        if engine.fused_status == fused.NOT_BUILT:  # once per machine: decode in PyTorch until it is ready
             fused.build_in_background(lambda module: self._fused_built(engine))
         self._loop.call_soon_threadsafe(self._loaded, key, token, engine, time.perf_counter() - started)
 
     def _fused_built(self, engine) -> None:
         """On the build thread: switch the engine to the fused decode step (a plain attribute swap that a
         running completion may see between two steps: both steps compute the same values)."""
-        status = engine.use_fused_step() or "on"
+        status = engine.use_fused_step()
         try:
             self._loop.call_soon_threadsafe(self.log_message, f"codestral: fused decode step: {status}")
         except RuntimeError:  # the server stopped meanwhile
@@ -184,10 +184,9 @@ class CodestralServer(LanguageServer):
         name = engine.checkpoint.folder.name if engine.checkpoint else "model"
         self.loaded_message = f"{name} loaded in {seconds:.1f}s on {engine.device}"
         self.set_status(*self.ready_status())
-        fused = getattr(engine, "fused_status", "n/a")
+        fused = engine.fused_status.replace("not built yet", "building")  # see _load
         self.log_message(f"codestral: {name} loaded in {seconds:.1f}s ({engine.info()['parameters']:,} parameters, "
-                         f"{engine.dtype}, {engine.device}, fused decode step: "
-                         f"{'on' if fused is None else 'building' if fused == 'not built yet' else fused})")
+                         f"{engine.dtype}, {engine.device}, fused decode step: {fused})")
         self._end_progress(token, "ready")
 
     def ready_status(self) -> tuple[str, str]:

@@ -75,7 +75,7 @@ class Engine:
         self._private = None
         self.draft: Engine | None = None
         self.spec_k, self.spec_ngram = 4, 3  # speculative decoding: most tokens drafted, longest n-gram
-        self.fused_status: str | None = "not tried"  # None when decode steps run fused (use_fused_step)
+        self.fused_status = "not tried"  # "on" when decode steps run fused, else why not (use_fused_step)
         # Chat prompts ([INST] ... [/INST]) only for checkpoints that declare instruction tuning.
         self.instruct = tokenizer.supports_instruct and is_instruct(checkpoint.folder if checkpoint else None)
         if tokenizer.vocab_size != self.args.vocab_size:
@@ -103,9 +103,9 @@ class Engine:
         engine.use_fused_step(build=False)  # when this machine has built it already (engine/fused.py)
         return engine
 
-    def use_fused_step(self, build: bool = False) -> str | None:
+    def use_fused_step(self, build: bool = False) -> str:
         """Decode with the fused C++ step (engine/fused.py) where it applies, building it first when
-        `build` (about 40 s, once per machine). Returns None when in use, else why not (also in `info`)."""
+        `build` (about 40 s, once per machine). Returns "on", or why not (also `fused_status`, `info`)."""
         from . import fused
 
         if self.device.type != "cpu":
@@ -262,7 +262,7 @@ class Engine:
             "weights_mb": round(weights_bytes(self.model) / 2**20, 1),
             "cache_mb_per_session": round(self.new_cache().nbytes / 2**20, 1),
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "fused_step": self.fused_status or "on",
+            "fused_step": self.fused_status,
         }
 
 

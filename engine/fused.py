@@ -31,9 +31,11 @@ from torch import nn
 NAME = "codestral_fused_step"
 SOURCE = Path(__file__).parent / "csrc" / "fused_step.cpp"
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
+NOT_BUILT = "not built yet"  # the status that a build (`load(build=True)`) would change
 MAX_PARAMS = 1_000_000_000  # Engine.load's float32/bfloat16 line on the CPU (engine.pick_dtype)
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # importing the built library
+_build_lock = threading.Lock()  # compiling it (tens of seconds)
 _module = None
 _failure: str | None = None  # why the extension could not be built in this process
 
@@ -63,27 +65,39 @@ def failure() -> str | None:
 def load(build: bool = False):
     """The compiled extension, or None: not built yet (and build False), turned off, or it cannot be
     built here (`failure()` says why). Building compiles in a temporary folder and moves the library
-    into place, so an interrupted build leaves nothing half-written behind."""
-    global _module, _failure
+    into place, so an interrupted build leaves nothing half-written behind. Only builds wait for each
+    other: a load without build never waits for a compilation (a model reload in the server while the
+    background build runs returns at once)."""
+    global _failure
     if not enabled():
         return None
+    if _module is not None:
+        return _module
+    library = build_dir() / f"{NAME}.so"
+    if not library.exists():
+        if not build:
+            return None
+        with _build_lock:
+            if not library.exists():
+                if _failure is not None:
+                    return None
+                try:
+                    _compile(library)
+                except Exception as exc:  # no compiler, no ninja, a compiler error: the PyTorch step remains
+                    _failure = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+                    return None
+    return _import(library)
+
+
+def _import(library: Path):
+    global _module
     with _lock:
-        if _module is not None:
-            return _module
-        library = build_dir() / f"{NAME}.so"
-        if not library.exists():
-            if not build or _failure is not None:
-                return None
-            try:
-                _compile(library)
-            except Exception as exc:  # no compiler, no ninja, a compiler error: the PyTorch step remains
-                _failure = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
-                return None
-        spec = importlib.util.spec_from_file_location(NAME, library)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _module = module
-        return module
+        if _module is None:
+            spec = importlib.util.spec_from_file_location(NAME, library)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _module = module
+        return _module
 
 
 def _compile(library: Path) -> None:
@@ -155,11 +169,11 @@ def _matrices(model) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
-def attach(model: nn.Module, module=None) -> str | None:
-    """Give `model` a fused decoder (`model.fused`); returns None, or why it could not."""
-    module = module or load()
+def attach(model: nn.Module, module) -> str:
+    """Give `model` a fused decoder (`model.fused`) from the extension `module` (`load()`); returns "on",
+    or why it could not."""
     if module is None:
-        return failure() or ("turned off (CODESTRAL_LSP_FUSED)" if not enabled() else "not built yet")
+        return failure() or ("turned off (CODESTRAL_LSP_FUSED)" if not enabled() else NOT_BUILT)
     reason = unsupported(model)
     if reason is not None:
         return reason
@@ -172,4 +186,4 @@ def attach(model: nn.Module, module=None) -> str | None:
         [bf16(l.attention.wo.weight) for l in layers], [norm(l.ffn_norm.weight) for l in layers],
         [bf16(l.feed_forward.w13) for l in layers], [bf16(l.feed_forward.w2.weight) for l in layers],
         norm(model.norm.weight), bf16(model.output.weight), a.n_heads, a.n_kv_heads, a.head_dim, a.norm_eps)
-    return None
+    return "on"

@@ -175,9 +175,7 @@ class Transformer(nn.Module):
             logits = self(torch.tensor([tokens], device=cache.k.device), len(cache.tokens), cache)[0]
             return logits[-1:] if last_only else logits
         if self.fused is not None and len(tokens) <= 16:
-            pos = len(cache.tokens)
-            cache.claim(pos, len(tokens))
-            return self.fused.step(tokens, pos, self._rotation_pairs(pos, len(tokens)), cache.k, cache.v, last_only)
+            return self.fused.step(tokens, *self._fused_args(tokens, cache), last_only)
         h = self.step_hidden(tokens, cache)
         return self.logits_of(h[-1:] if last_only else h)  # [T, V]
 
@@ -190,13 +188,18 @@ class Transformer(nn.Module):
         if cache.is_ring:
             return self.step(tokens, cache).argmax(-1).tolist()
         if self.fused is not None and len(tokens) <= 16:
-            pos = len(cache.tokens)
-            cache.claim(pos, len(tokens))
-            return self.fused.greedy(tokens, pos, self._rotation_pairs(pos, len(tokens)), cache.k, cache.v)
+            return self.fused.greedy(tokens, *self._fused_args(tokens, cache))
         h = self.step_hidden(tokens, cache)  # [T, dim]
         if self.greedy_screen is None or len(tokens) > 1:
             return self.logits_of(h).argmax(-1).tolist()
         return self.greedy_screen(h)
+
+    def _fused_args(self, tokens: list[int], cache: KVCache) -> tuple:
+        """Claim the positions of `tokens` and give what the fused call needs after them: (pos, rotations
+        as (cos, sin) pairs [T, head_dim // 2, 2] float32, cache.k, cache.v)."""
+        pos = len(cache.tokens)
+        cache.claim(pos, len(tokens))
+        return pos, self._rotation_pairs(pos, len(tokens)), cache.k, cache.v
 
     def _rotation_pairs(self, pos: int, length: int) -> torch.Tensor:
         """Rotations of positions pos..pos+length-1 as (cos, sin) pairs: [length, head_dim // 2, 2] float32."""

@@ -83,7 +83,7 @@ def test_steps_and_verifications_equal_the_pytorch_step(module, random_prompt):
     import random
 
     model = bf16_model(dim=64, n_heads=4, n_kv_heads=2, hidden_dim=128)
-    assert fused.attach(model, module) is None
+    assert fused.attach(model, module) == "on"
     decoder = model.fused
     rng = random.Random(1)
     prompt = random_prompt(rng, 40)
@@ -135,7 +135,7 @@ def test_greedy_and_speculative_decoding_equal_plain_decoding(module, random_pro
         return out
 
     plain = greedy(False)
-    assert fused.attach(model, module) is None
+    assert fused.attach(model, module) == "on"
     assert greedy(False) == plain
     assert greedy(True) == plain
 
@@ -146,7 +146,7 @@ def test_only_models_it_computes_exactly(module):
     assert model.fused is None
     quantized = quantize_int8(bf16_model(seed=1))
     store_weights_transposed(quantized)
-    assert fused.attach(quantized, module) is not None
+    assert fused.attach(quantized, module) == "a quantized model"
     odd = bf16_model(dim=32, n_heads=4, n_kv_heads=2, hidden_dim=64)
     assert "multiples of 64" in fused.attach(odd, module)
 
@@ -155,7 +155,7 @@ def test_a_sliding_window_cache_takes_the_pytorch_path(module, random_prompt):
     import random
 
     model = bf16_model(sliding_window=24)
-    assert fused.attach(model, module) is None
+    assert fused.attach(model, module) == "on"
     a = model.args
     ring = KVCache(a.n_layers, a.n_kv_heads, a.head_dim, 24 + 8, 24, torch.float32)
     prompt = random_prompt(random.Random(3), 50)
@@ -171,7 +171,7 @@ def test_a_sliding_window_cache_takes_the_pytorch_path(module, random_prompt):
 
 def test_bad_input_raises_and_leaves_the_process_alive(module):
     model = bf16_model()
-    assert fused.attach(model, module) is None
+    assert fused.attach(model, module) == "on"
     cache = new_cache(model, capacity=8)
     with pytest.raises(RuntimeError, match="token id"):
         model.fused.step([40000], 0, model._rotation_pairs(0, 1), cache.k, cache.v, False)
@@ -185,7 +185,7 @@ def test_bad_input_raises_and_leaves_the_process_alive(module):
 def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("CODESTRAL_LSP_FUSED", "off")
     assert fused.load(build=True) is None
-    assert "turned off" in fused.attach(bf16_model())
+    assert "turned off" in fused.attach(bf16_model(), fused.load())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
@@ -204,3 +204,20 @@ def test_the_background_build_runs_at_a_lower_priority(module, monkeypatch):
     assert seen["module"] is module
     assert seen["nice"] >= max(10, base)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # this thread is untouched
+
+
+def test_a_load_never_waits_for_a_build_in_progress(monkeypatch, tmp_path):
+    """The server reloading a model while its background build compiles gets the PyTorch step at once."""
+    monkeypatch.setenv("CODESTRAL_LSP_FUSED", "auto")
+    monkeypatch.setattr(fused, "_module", None)
+    monkeypatch.setattr(fused, "build_dir", lambda: tmp_path)  # nothing built there
+    result, returned = {}, threading.Event()
+
+    def reload():
+        result["module"] = fused.load()
+        returned.set()
+
+    with fused._build_lock:  # a compilation holds it
+        threading.Thread(target=reload, daemon=True).start()
+        assert returned.wait(10)
+    assert result["module"] is None
