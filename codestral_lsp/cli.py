@@ -156,7 +156,7 @@ def cmd_bench(args) -> None:
         engine.attach_draft(args.draft)
     result = bench_typing(engine, args.file, args.events, modes, progress=report)
     result["spec_k"] = args.spec_k
-    result["fused_step"] = engine.fused_status
+    result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -186,7 +186,7 @@ def cmd_bench_engine(args) -> None:
     # transformers gets float weights only: with --quantize its row would compare different models.
     result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
                           with_transformers=not args.no_peers and not args.quantize)
-    result["fused_step"] = engine.fused_status
+    result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -210,7 +210,7 @@ def cmd_bench_peers(args) -> None:
     result, runs = bench_peers(engine, args.file, args.events, args.max_tokens, systems, args.gguf, progress=report,
                                speculative=None if args.speculative == "off" else args.speculative)
     result["codestral_speculative"] = args.speculative
-    result["fused_step"] = engine.fused_status
+    result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
     if args.plot:
         title = (f"{Path(args.file).name}: {result['events']} events, {args.max_tokens} tokens greedy, "
                  f"{result['threads']} thread{'s' if result['threads'] != 1 else ''}")

@@ -76,6 +76,7 @@ class Engine:
         self.draft: Engine | None = None
         self.spec_k, self.spec_ngram = 4, 3  # speculative decoding: most tokens drafted, longest n-gram
         self.fused_status = "not tried"  # "on" when decode steps run fused, else why not (use_fused_step)
+        self.fused_kernels: str | None = None  # with it on: "avx512", "avx2" or "scalar" (engine/csrc)
         # Chat prompts ([INST] ... [/INST]) only for checkpoints that declare instruction tuning.
         self.instruct = tokenizer.supports_instruct and is_instruct(checkpoint.folder if checkpoint else None)
         if tokenizer.vocab_size != self.args.vocab_size:
@@ -113,6 +114,7 @@ class Engine:
             return self.fused_status
         module = fused.load(build=build)
         self.fused_status = fused.attach(self.model, module)
+        self.fused_kernels = module.isa if self.fused_status == "on" else None
         if self.draft is not None:
             self.draft.fused_status = fused.attach(self.draft.model, module)
         return self.fused_status
@@ -262,7 +264,7 @@ class Engine:
             "weights_mb": round(weights_bytes(self.model) / 2**20, 1),
             "cache_mb_per_session": round(self.new_cache().nbytes / 2**20, 1),
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "fused_step": self.fused_status,
+            "fused_step": self.fused_status, "fused_kernels": self.fused_kernels,
         }
 
 

@@ -44,6 +44,13 @@ def enabled() -> bool:
     return os.environ.get("CODESTRAL_LSP_FUSED", "auto").lower() not in ("off", "0", "false", "no")
 
 
+def cflags() -> list[str]:
+    """The compiler's flags: CFLAGS, then CODESTRAL_LSP_FUSED_CFLAGS (space-separated), with which a
+    developer builds another path of the kernels, e.g. "-mno-avx512f" for AVX2 or "-mno-avx2 -mno-fma"
+    for the plain loops (docs/DEVELOPMENT.md)."""
+    return CFLAGS + os.environ.get("CODESTRAL_LSP_FUSED_CFLAGS", "").split()
+
+
 def build_dir() -> Path:
     """Where this machine's build lives: the key changes with the source, torch and the CPU's flags."""
     cpu = ""
@@ -51,7 +58,7 @@ def build_dir() -> Path:
         cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
     except OSError:
         cpu = platform.processor()
-    key = xxhash.xxh64("\0".join([SOURCE.read_text(), torch.__version__, " ".join(CFLAGS), platform.machine(),
+    key = xxhash.xxh64("\0".join([SOURCE.read_text(), torch.__version__, " ".join(cflags()), platform.machine(),
                                   cpu, sys.version]).encode()).hexdigest()
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codestral-lsp" / "fused"
     return root / key
@@ -106,7 +113,7 @@ def _compile(library: Path) -> None:
     library.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="build-", dir=library.parent))
     try:
-        build_extension(name=NAME, sources=[str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
+        build_extension(name=NAME, sources=[str(SOURCE)], extra_cflags=cflags(), extra_ldflags=["-fopenmp"],
                         build_directory=str(work), verbose=False)
         built = next(work.glob(f"{NAME}*.so"))
         staged = library.with_suffix(".so.partial")

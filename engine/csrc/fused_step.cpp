@@ -12,13 +12,16 @@
 // Inputs (row-major): wqkv [(H + 2 Hkv) D, dim], wo [dim, H D], w13 [2 hidden, dim] (w1 rows then w3
 // rows), w2 [dim, hidden], output [vocab, dim], all bfloat16 and packed at construction (`pack`); the
 // KV cache [L, 1, Hkv, S, D] float32 of engine/kv_cache.py, written at positions pos..pos+T-1.
-// AVX-512 intrinsics where the compiler targets AVX-512 (-march=native), plain loops elsewhere.
+// Vector code for the CPU the compiler targets (-march=native): AVX-512 (16 floats a register) or
+// AVX2 with FMA (8 floats, 16 registers: most laptops); plain loops elsewhere. `isa` says which.
 
 #include <torch/extension.h>
 #include <pybind11/stl.h>
 #include <ATen/Parallel.h>
 
+#if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#endif
 
 #include <cmath>
 #include <cstring>
@@ -27,7 +30,17 @@
 namespace {
 
 constexpr int kMaxRows = 16;   // tokens per call: a decode step or a verification of up to 15 drafts
-constexpr int kLanes = 16;     // floats per AVX-512 register
+constexpr int kRowGroup = 6;   // rows of x per pass over a tile (a tile stays in L1 between groups)
+#if defined(__AVX512F__)
+constexpr const char* kIsa = "avx512";
+constexpr int kLanes = 16;     // floats per register
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr const char* kIsa = "avx2";
+constexpr int kLanes = 8;
+#else
+constexpr const char* kIsa = "scalar";
+constexpr int kLanes = 0;      // no vector code, no interleaving (pack)
+#endif
 
 inline float bf16_to_float(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -36,50 +49,133 @@ inline float bf16_to_float(uint16_t v) {
   return f;
 }
 
-// Matrices are packed in tiles of 64 output rows: P [out / 64, in, 64] bf16, tile b holding
-// W[64 b + c, i] at P[b, i, c]. A tile is one contiguous 64 x in block, and a product is 64 outputs at
-// a time, each input i adding x[t, i] * P[b, i, :] to them: no horizontal sums, and each widened
-// weight serves all T rows of x. Worked example, W [128, 3]: two tiles; W[70, 2] is P[1, 2, 6].
+// Matrices are packed in tiles of 64 output rows: P [out / 64, in, 64] bf16, tile b holding row
+// W[64 b + c] in column c of P[b] (up to the interleaving below). A tile is one contiguous 64 x in
+// block, and a product is 64 outputs at a time, each input i adding x[t, i] * P[b, i, :] to them: no
+// horizontal sums, and each widened weight serves all T rows of x.
+//
+// Interleaving: a register-load of 2 kLanes bfloat16 values is kLanes 32-bit words; shifting each left
+// by 16 gives its low halves as floats, masking off the low halves gives its high halves, one
+// instruction each (no shuffles). So within each block of 2 kLanes columns, P holds column j at 2 j
+// and column kLanes + j at 2 j + 1, and the two results are columns 0..kLanes-1 and kLanes..2 kLanes-1
+// in order. Worked example, AVX2 (kLanes 8), W [128, 3]: two tiles; W[70, 2] is tile 1, column 6,
+// block 0, j = 6, low half: P[1, 2, 12]; W[79, 2] is column 15 = 8 + 7: P[1, 2, 15].
 constexpr int64_t kTile = 64;
 
 torch::Tensor pack(const torch::Tensor& w) {
   TORCH_CHECK(w.scalar_type() == torch::kBFloat16 && w.dim() == 2 && w.size(0) % kTile == 0,
               "fused step: weights must be bfloat16 [out, in] with out a multiple of 64");
-  return w.view({w.size(0) / kTile, kTile, w.size(1)}).transpose(1, 2).contiguous();  // [out / 64, in, 64]
+  const int64_t tiles = w.size(0) / kTile, in = w.size(1);
+  torch::Tensor rows = w.contiguous();
+  if (kLanes > 0)  // [tiles, blocks, 2, kLanes, in] -> [tiles, blocks, kLanes, 2, in]
+    rows = rows.view({tiles, kTile / (2 * kLanes), 2, kLanes, in}).transpose(2, 3);
+  return rows.reshape({tiles, kTile, in}).transpose(1, 2).contiguous();  // [out / 64, in, 64]
 }
 
-// y[t * ldy + 64 b + c - first] = sum_i x[t, i] P[b, i, c] (+ y[...] when accumulate), for tiles
-// b0 <= b < b1, on the calling thread. T <= 6: 4T accumulators in registers.
-#ifdef __AVX512F__
-inline __m512 widen(const uint16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(
-      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+// Vector operations on kLanes floats, written once for AVX-512 and AVX2 below (products, softmax, SiLU).
+#if defined(__AVX512F__)
+using reg = __m512;
+inline reg reg_zero() { return _mm512_setzero_ps(); }
+inline reg reg_broadcast(const float* p) { return _mm512_set1_ps(*p); }
+inline reg reg_fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+inline reg reg_load(const float* p) { return _mm512_loadu_ps(p); }
+inline void reg_store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+inline reg reg_add(reg a, reg b) { return _mm512_add_ps(a, b); }
+inline reg reg_set(float v) { return _mm512_set1_ps(v); }
+inline reg reg_sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+inline reg reg_mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+inline reg reg_div(reg a, reg b) { return _mm512_div_ps(a, b); }
+inline reg reg_min(reg a, reg b) { return _mm512_min_ps(a, b); }
+inline reg reg_max(reg a, reg b) { return _mm512_max_ps(a, b); }
+inline reg reg_fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a b
+inline reg reg_round(reg a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline reg reg_times_pow2(reg a, reg n) { return _mm512_scalef_ps(a, n); }  // a 2^n
+inline float reg_sum(reg a) { return _mm512_reduce_add_ps(a); }
+// 2 kLanes packed bfloat16 values -> columns 0..kLanes-1 (low) and kLanes..2 kLanes-1 (high).
+inline void widen_pair(const uint16_t* p, reg& low, reg& high) {
+  const __m512i v = _mm512_loadu_si512(p);
+  low = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  high = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
 }
+template <int T> constexpr int columns_per_pass() { return 64; }  // 4 x 6 accumulators at most, of 32 registers
+#elif defined(__AVX2__) && defined(__FMA__)
+using reg = __m256;
+inline reg reg_zero() { return _mm256_setzero_ps(); }
+inline reg reg_broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline reg reg_fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+inline reg reg_load(const float* p) { return _mm256_loadu_ps(p); }
+inline void reg_store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+inline reg reg_add(reg a, reg b) { return _mm256_add_ps(a, b); }
+inline reg reg_set(float v) { return _mm256_set1_ps(v); }
+inline reg reg_sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+inline reg reg_mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+inline reg reg_div(reg a, reg b) { return _mm256_div_ps(a, b); }
+inline reg reg_min(reg a, reg b) { return _mm256_min_ps(a, b); }
+inline reg reg_max(reg a, reg b) { return _mm256_max_ps(a, b); }
+inline reg reg_fnmadd(reg a, reg b, reg c) { return _mm256_fnmadd_ps(a, b, c); }
+inline reg reg_round(reg a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// a 2^n for whole n in [-126, 127] (what exp's clamp allows): n goes straight into the exponent bits.
+inline reg reg_times_pow2(reg a, reg n) {
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(a, _mm256_castsi256_ps(bits));
+}
+inline float reg_sum(reg a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+inline void widen_pair(const uint16_t* p, reg& low, reg& high) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  low = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  high = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+}
+// 8 accumulators for 1 row, 8 for 2, 6-12 for 3-6 rows: at most 12 of the 16 registers.
+template <int T> constexpr int columns_per_pass() { return T == 1 ? 64 : T == 2 ? 32 : 16; }
+#endif
 
+// y[t * ldy + 64 b + c - first] = sum_i x[t, i] W[64 b + c, i] (+ y[...] when accumulate), for tiles
+// b0 <= b < b1, on the calling thread, T <= kRowGroup. Each pass covers C columns of a tile for all T
+// rows: enough independent accumulators for the multiply-adds to overlap, few enough to stay in
+// registers (32 with AVX-512, 16 with AVX2).
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define VECTOR_MATH 1
 template <int T>
 void tiles_kernel(const uint16_t* P, int64_t b0, int64_t b1, int64_t in, const float* x, float* y, int64_t ldy,
                   int64_t first, bool accumulate) {
+  constexpr int C = columns_per_pass<T>(), kRegs = C / kLanes;  // kRegs registers per row and pass
+  // With several passes, the inputs go in blocks of kBlock (8 KB of a tile, which stays in L1 for all
+  // the passes over it) and the partial sums wait in y: the tile is read from memory once, not once a
+  // pass (the output table streams from L3).
+  constexpr int64_t kBlock = 64;
+  const int64_t block = C == kTile ? in : kBlock;
   for (int64_t b = b0; b < b1; ++b) {
     const uint16_t* tile = P + b * in * kTile;
-    __m512 acc[T][4];
-    for (int t = 0; t < T; ++t)
-      for (int q = 0; q < 4; ++q) acc[t][q] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < in; ++i) {
-      const uint16_t* wi = tile + i * kTile;
-      const __m512 w0 = widen(wi), w1 = widen(wi + 16), w2 = widen(wi + 32), w3 = widen(wi + 48);
-      for (int t = 0; t < T; ++t) {
-        const __m512 xv = _mm512_set1_ps(x[t * in + i]);
-        acc[t][0] = _mm512_fmadd_ps(w0, xv, acc[t][0]);
-        acc[t][1] = _mm512_fmadd_ps(w1, xv, acc[t][1]);
-        acc[t][2] = _mm512_fmadd_ps(w2, xv, acc[t][2]);
-        acc[t][3] = _mm512_fmadd_ps(w3, xv, acc[t][3]);
+    for (int64_t i0 = 0; i0 < in; i0 += block) {
+      const int64_t i1 = std::min(in, i0 + block);
+      for (int c0 = 0; c0 < kTile; c0 += C) {
+        float* out = y + b * kTile + c0 - first;  // row t, register q at out + t * ldy + q * kLanes
+        reg acc[T][kRegs];
+        for (int t = 0; t < T; ++t)
+          for (int q = 0; q < kRegs; ++q) acc[t][q] = i0 == 0 ? reg_zero() : reg_load(out + t * ldy + q * kLanes);
+        for (int64_t i = i0; i < i1; ++i) {
+          const uint16_t* wi = tile + i * kTile + c0;
+          for (int q = 0; q < kRegs; q += 2) {
+            reg low, high;
+            widen_pair(wi + q * kLanes, low, high);
+            for (int t = 0; t < T; ++t) {
+              const reg xv = reg_broadcast(x + t * in + i);
+              acc[t][q] = reg_fmadd(low, xv, acc[t][q]);
+              acc[t][q + 1] = reg_fmadd(high, xv, acc[t][q + 1]);
+            }
+          }
+        }
+        for (int t = 0; t < T; ++t)
+          for (int q = 0; q < kRegs; ++q) {
+            float* o = out + t * ldy + q * kLanes;
+            reg_store(o, i0 == 0 && accumulate ? reg_add(reg_load(o), acc[t][q]) : acc[t][q]);
+          }
       }
     }
-    for (int t = 0; t < T; ++t)
-      for (int q = 0; q < 4; ++q) {
-        float* out = y + t * ldy + b * kTile + q * 16 - first;
-        _mm512_storeu_ps(out, accumulate ? _mm512_add_ps(_mm512_loadu_ps(out), acc[t][q]) : acc[t][q]);
-      }
   }
 }
 #else
@@ -106,11 +202,11 @@ void tiles_kernel(const uint16_t* P, int64_t b0, int64_t b1, int64_t in, const f
 }
 #endif
 
-// tiles_kernel for any T <= 16: rows of x in groups of at most 6 (a tile stays in L1 between groups).
+// tiles_kernel for any T <= 16: rows of x in groups of at most kRowGroup.
 void tiles(const uint16_t* P, int64_t b0, int64_t b1, int64_t in, const float* x, int T, float* y, int64_t ldy,
            int64_t first, bool accumulate) {
-  for (int t0 = 0; t0 < T; t0 += 6) {
-    const int n = std::min(6, T - t0);
+  for (int t0 = 0; t0 < T; t0 += kRowGroup) {
+    const int n = std::min(kRowGroup, T - t0);
     const float* xs = x + t0 * in;
     float* ys = y + t0 * ldy;
     switch (n) {
@@ -165,24 +261,23 @@ std::vector<int64_t> linear_argmax(const torch::Tensor& packed, const float* x, 
   return result;
 }
 
-// exp of 16 floats, for softmax and SiLU: exp(x) = 2^n exp(r), x = n ln2 + r, |r| <= ln2 / 2, exp(r) by
-// a degree-6 polynomial (about 1 ulp, as the vectorized expf of libraries). Scalar loops calling
-// std::exp were not all vectorized by the compiler.
-#ifdef __AVX512F__
-inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.37f)), _mm512_set1_ps(-87.33f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // ln2 in two parts: exact n * hi
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  return _mm512_scalef_ps(p, n);
+#ifdef VECTOR_MATH
+// exp of kLanes floats: exp(x) = 2^n exp(r), x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-6
+// polynomial (about 1 ulp, as the vectorized expf of libraries). Scalar loops calling std::exp were
+// not all vectorized by the compiler.
+inline reg reg_exp(reg x) {
+  x = reg_max(reg_min(x, reg_set(88.37f)), reg_set(-87.33f));
+  const reg n = reg_round(reg_mul(x, reg_set(1.44269504088896341f)));
+  reg r = reg_fnmadd(n, reg_set(0.693359375f), x);  // ln2 in two parts: exact n * hi
+  r = reg_fnmadd(n, reg_set(-2.12194440e-4f), r);
+  reg p = reg_set(1.9875691500e-4f);
+  p = reg_fmadd(p, r, reg_set(1.3981999507e-3f));
+  p = reg_fmadd(p, r, reg_set(8.3334519073e-3f));
+  p = reg_fmadd(p, r, reg_set(4.1665795894e-2f));
+  p = reg_fmadd(p, r, reg_set(1.6666665459e-1f));
+  p = reg_fmadd(p, r, reg_set(5.0000001201e-1f));
+  p = reg_fmadd(p, reg_mul(r, r), reg_add(r, reg_set(1.f)));
+  return reg_times_pow2(p, n);
 }
 #endif
 
@@ -190,15 +285,15 @@ inline __m512 exp16(__m512 x) {
 float exp_shifted(float* s, int64_t n, float top) {
   int64_t j = 0;
   float total = 0.f;
-#ifdef __AVX512F__
-  __m512 sum = _mm512_setzero_ps();
-  const __m512 shift = _mm512_set1_ps(top);
+#ifdef VECTOR_MATH
+  reg sum = reg_set(0.f);
+  const reg shift = reg_set(top);
   for (; j + kLanes <= n; j += kLanes) {
-    __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + j), shift));
-    _mm512_storeu_ps(s + j, e);
-    sum = _mm512_add_ps(sum, e);
+    const reg e = reg_exp(reg_sub(reg_load(s + j), shift));
+    reg_store(s + j, e);
+    sum = reg_add(sum, e);
   }
-  total = _mm512_reduce_add_ps(sum);
+  total = reg_sum(sum);
 #endif
   for (; j < n; ++j) {
     s[j] = std::exp(s[j] - top);
@@ -210,12 +305,12 @@ float exp_shifted(float* s, int64_t n, float top) {
 // out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i].
 void silu_times(const float* gate, const float* up, int64_t n, float* out) {
   int64_t i = 0;
-#ifdef __AVX512F__
-  const __m512 one = _mm512_set1_ps(1.f);
+#ifdef VECTOR_MATH
+  const reg one = reg_set(1.f);
   for (; i + kLanes <= n; i += kLanes) {
-    __m512 g = _mm512_loadu_ps(gate + i);
-    __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
-    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
+    const reg g = reg_load(gate + i);
+    const reg e = reg_exp(reg_sub(reg_set(0.f), g));
+    reg_store(out + i, reg_mul(reg_div(g, reg_add(one, e)), reg_load(up + i)));
   }
 #endif
   for (; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
@@ -366,24 +461,31 @@ class FusedDecoder {
 
 }  // namespace
 
-// The kernels alone, for tests: x [T, in] float32 times W [out, in] bfloat16 transposed -> [T, out], and
-// its argmax per row.
-torch::Tensor linear_for_tests(torch::Tensor W, torch::Tensor x) {
-  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2 && x.size(1) == W.size(1) &&
+// The kernels alone, for tests and measurements: x [T, in] float32 times W [out, in] transposed -> [T,
+// out], and its argmax per row, W given packed (`pack(W)`, W bfloat16).
+void check_kernel_args(const torch::Tensor& packed, const torch::Tensor& x) {
+  TORCH_CHECK(packed.scalar_type() == torch::kBFloat16 && packed.dim() == 3 && packed.size(2) == kTile &&
+              packed.is_contiguous(), "packed: pack(W)");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2 && x.size(1) == packed.size(1) &&
               x.size(0) >= 1 && x.size(0) <= kMaxRows, "x: [T, in] float32, 1 <= T <= 16");
-  torch::Tensor packed = pack(W.contiguous());
-  auto y = torch::empty({x.size(0), W.size(0)}, torch::kFloat32);
-  linear(packed, x.data_ptr<float>(), static_cast<int>(x.size(0)), y.data_ptr<float>(), W.size(0), false);
+}
+
+torch::Tensor linear_for_tests(torch::Tensor packed, torch::Tensor x) {
+  check_kernel_args(packed, x);
+  const int64_t out = packed.size(0) * kTile;
+  auto y = torch::empty({x.size(0), out}, torch::kFloat32);
+  linear(packed, x.data_ptr<float>(), static_cast<int>(x.size(0)), y.data_ptr<float>(), out, false);
   return y;
 }
 
-std::vector<int64_t> argmax_for_tests(torch::Tensor W, torch::Tensor x) {
-  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2 && x.size(1) == W.size(1) &&
-              x.size(0) >= 1 && x.size(0) <= kMaxRows, "x: [T, in] float32, 1 <= T <= 16");
-  return linear_argmax(pack(W.contiguous()), x.data_ptr<float>(), static_cast<int>(x.size(0)));
+std::vector<int64_t> argmax_for_tests(torch::Tensor packed, torch::Tensor x) {
+  check_kernel_args(packed, x);
+  return linear_argmax(packed, x.data_ptr<float>(), static_cast<int>(x.size(0)));
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.attr("isa") = kIsa;  // the vector code compiled: "avx512", "avx2" or "scalar"
+  m.def("pack", &pack);
   m.def("linear", &linear_for_tests);
   m.def("argmax", &argmax_for_tests);
   pybind11::class_<FusedDecoder>(m, "FusedDecoder")

@@ -59,23 +59,45 @@ def test_the_kernels_multiply_like_float32(module, rows, shape):
     w = torch.randn(*shape, generator=gen).bfloat16()
     x = torch.randn(rows, shape[1], generator=gen)
     expected = F.linear(x, w.float())
-    torch.testing.assert_close(module.linear(w, x), expected, rtol=1e-5, atol=1e-4)
-    assert module.argmax(w, x) == expected.argmax(-1).tolist()
+    packed = module.pack(w)
+    torch.testing.assert_close(module.linear(packed, x), expected, rtol=1e-5, atol=1e-4)
+    assert module.argmax(packed, x) == expected.argmax(-1).tolist()
+
+
+def test_packing_puts_every_weight_somewhere_once(module):
+    """The packed tiles hold each row of W once (the interleaving is a permutation within a tile)."""
+    w = torch.arange(256 * 3, dtype=torch.float32).view(256, 3).bfloat16()  # distinct, exact in bfloat16
+    packed = module.pack(w)
+    assert packed.shape == (4, 3, 64)
+    for tile in range(4):
+        assert sorted(packed[tile].float().flatten().tolist()) == sorted(w[64 * tile:64 * tile + 64].float().flatten().tolist())
+
+
+def test_the_vector_code_matches_the_cpu(module):
+    """-march=native picks the widest kernels this CPU runs: a build that fell back to plain loops on
+    an AVX2 machine would be several times slower and still pass every other test."""
+    if os.environ.get("CODESTRAL_LSP_FUSED_CFLAGS") or not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("another path was asked for, or the CPU's flags are unknown")
+    flags = next((line.split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    expected = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= set(flags) else "scalar"
+    assert module.isa == expected
 
 
 def test_argmax_takes_the_first_of_equal_maxima(module):
     w = torch.zeros(1024, 16).bfloat16()
     w[700] = w[300] = w[900] = 1.0  # equal logits in three different groups of tiles
-    assert module.argmax(w, torch.ones(2, 16)) == [300, 300]
+    assert module.argmax(module.pack(w), torch.ones(2, 16)) == [300, 300]
 
 
 def test_the_kernels_refuse_what_they_cannot_multiply(module):
     with pytest.raises(RuntimeError, match="bfloat16"):
-        module.linear(torch.randn(64, 16), torch.randn(1, 16))
+        module.pack(torch.randn(64, 16))
     with pytest.raises(RuntimeError, match="multiple of 64"):
-        module.linear(torch.randn(48, 16).bfloat16(), torch.randn(1, 16))
+        module.pack(torch.randn(48, 16).bfloat16())
+    with pytest.raises(RuntimeError, match="pack"):
+        module.linear(torch.randn(64, 16).bfloat16(), torch.randn(1, 16))
     with pytest.raises(RuntimeError, match="1 <= T <= 16"):
-        module.linear(torch.randn(64, 16).bfloat16(), torch.randn(17, 16))
+        module.linear(module.pack(torch.randn(64, 16).bfloat16()), torch.randn(17, 16))
 
 
 def test_steps_and_verifications_equal_the_pytorch_step(module, random_prompt):
