@@ -183,11 +183,46 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
     result = {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "dtype": str(engine.dtype).split(".")[-1],
               "quantize": weight_quantization(engine.model), "weights_mb": engine.info()["weights_mb"],
               "threads": torch.get_num_threads(), "codestral": ours}
+    if getattr(engine.model, "fused", None) is not None:
+        result["step_ms"] = step_costs(engine.model, engine.new_cache, prompt)
     if with_transformers:
         result["transformers"] = _transformers_speed(engine, prompt, new_tokens, repeats)
         theirs = result["transformers"]
         if "error" not in theirs:
             result["ratio"] = {k: ours[k] / theirs[k] for k in ours}
+    return result
+
+
+def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 5), rounds: int = 5,
+               calls: int = 20) -> dict:
+    """Median milliseconds of a greedy step of T tokens after `prompt` (T = 1: decoding; T = k + 1: a
+    speculative verification), with the fused step and with the PyTorch step, interleaved round by
+    round so that both see the same machine; the cache is rolled back after every call."""
+    import statistics
+
+    import torch
+
+    fused, cache = model.fused, new_cache()
+    times: dict[str, list[float]] = {}
+    try:
+        with torch.inference_mode():
+            model.step(prompt, cache, last_only=True)
+            base = len(cache.tokens)
+            for _ in range(rounds):
+                for kind in ("fused", "pytorch"):
+                    model.fused = fused if kind == "fused" else None
+                    for t in rows:
+                        tokens = prompt[:t]
+                        for _ in range(calls):
+                            started = time.perf_counter()
+                            model.greedy_step(tokens, cache)
+                            times.setdefault(f"{kind}_{t}", []).append((time.perf_counter() - started) * 1000)
+                            cache.truncate(base)
+    finally:
+        model.fused = fused
+    result = {name: round(statistics.median(ms), 3) for name, ms in times.items()}
+    for t in rows:
+        result[f"speedup_{t}"] = round(result[f"pytorch_{t}"] / result[f"fused_{t}"], 2)
     return result
 
 

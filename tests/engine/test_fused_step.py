@@ -243,3 +243,19 @@ def test_a_load_never_waits_for_a_build_in_progress(monkeypatch, tmp_path):
         threading.Thread(target=reload, daemon=True).start()
         assert returned.wait(10)
     assert result["module"] is None
+
+
+def test_the_step_benchmark_times_both_steps_and_leaves_the_model_fused(module, random_prompt):
+    """`bench engine`'s step_ms: both kinds timed for each T, the fused decoder back in place."""
+    import random
+
+    from codestral_lsp.bench import step_costs
+
+    model = bf16_model(dim=64, n_heads=4, n_kv_heads=2, hidden_dim=128)
+    assert fused.attach(model, module) == "on"
+    decoder = model.fused
+    result = step_costs(model, lambda: new_cache(model), random_prompt(random.Random(3), 30), rounds=2, calls=3)
+    assert set(result) == {"fused_1", "fused_5", "pytorch_1", "pytorch_5", "speedup_1", "speedup_5"}
+    assert all(v > 0 for v in result.values())
+    assert result["speedup_1"] == round(result["pytorch_1"] / result["fused_1"], 2)
+    assert model.fused is decoder
