@@ -183,10 +183,11 @@ class CodestralServer(LanguageServer):
         self.completer = Completer(engine, self.settings)
         name = engine.checkpoint.folder.name if engine.checkpoint else "model"
         self.loaded_message = f"{name} loaded in {seconds:.1f}s on {engine.device}"
-        self.set_status(*self.ready_status())
         fused = engine.fused_status.replace("not built yet", "building")  # see _load
+        # The log line first: a client that sees "ready" has the load's details already.
         self.log_message(f"codestral: {name} loaded in {seconds:.1f}s ({engine.info()['parameters']:,} parameters, "
                          f"{engine.dtype}, {engine.device}, fused decode step: {fused})")
+        self.set_status(*self.ready_status())
         self._end_progress(token, "ready")
 
     def ready_status(self) -> tuple[str, str]:
