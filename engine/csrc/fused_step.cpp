@@ -148,6 +148,11 @@ void tiles_kernel(const uint16_t* P, int64_t b0, int64_t b1, int64_t in, const f
   // pass (the output table streams from L3).
   constexpr int64_t kBlock = 64;
   const int64_t block = C == kTile ? in : kBlock;
+  // Passes over a block read each 128-byte row in 32- or 64-byte pieces, a pattern that the hardware
+  // prefetchers follow poorly from L3: the first pass prefetches the next block (past the tile's end,
+  // the next tile, which follows in memory; prefetches never fault). One pass streams on its own.
+  constexpr int64_t kAhead = 16;
+  const int64_t ahead = C == kTile ? kAhead : kBlock;
   for (int64_t b = b0; b < b1; ++b) {
     const uint16_t* tile = P + b * in * kTile;
     for (int64_t i0 = 0; i0 < in; i0 += block) {
@@ -159,6 +164,11 @@ void tiles_kernel(const uint16_t* P, int64_t b0, int64_t b1, int64_t in, const f
           for (int q = 0; q < kRegs; ++q) acc[t][q] = i0 == 0 ? reg_zero() : reg_load(out + t * ldy + q * kLanes);
         for (int64_t i = i0; i < i1; ++i) {
           const uint16_t* wi = tile + i * kTile + c0;
+          if (c0 == 0) {  // ask for row i of the next block (or kAhead rows on) while this one computes
+            const char* next = reinterpret_cast<const char*>(tile + (i + ahead) * kTile);
+            __builtin_prefetch(next);
+            __builtin_prefetch(next + 64);
+          }
           for (int q = 0; q < kRegs; q += 2) {
             reg low, high;
             widen_pair(wi + q * kLanes, low, high);
@@ -414,32 +424,54 @@ class FusedDecoder {
           std::memcpy(vc + at, row + (H + Hkv + g) * D, D * sizeof(float));
         }
       }
-      // Attention: row t (position pos + t) reads positions 0..pos+t of its kv head.
-      at::parallel_for(0, T * H, 1, [&](int64_t a0, int64_t a1) {
-        for (int64_t a = a0; a < a1; ++a) {
-          const int64_t t = a / H, head = a % H, g = head / group, n = pos + t + 1;
-          const float* q = &qkv[t * qkv_width + head * D];
+      // Attention, one kv head at a time: its rows (T tokens times the `group` query heads that share
+      // it) read each of its keys and values once, where row by row they would be read T group times
+      // (a 900-token context is 0.5 MB of them per kv head and layer, read from L3). Row r is token
+      // t = r / group (position pos + t, reading positions 0..pos+t) and query head g group + r % group.
+      // A kv head's rows are split in chunks when there are fewer kv heads than threads.
+      const int64_t rows = T * group, span = pos + T;
+      const int64_t splits = std::min<int64_t>(rows, std::max<int64_t>(1, (at::get_num_threads() + Hkv - 1) / Hkv));
+      const int64_t chunk = (rows + splits - 1) / splits;
+      at::parallel_for(0, Hkv * splits, 1, [&](int64_t w0, int64_t w1) {
+        for (int64_t w = w0; w < w1; ++w) {
+          const int64_t g = w / splits, r0 = (w % splits) * chunk, r1 = std::min(rows, r0 + chunk);
           const float* keys = kc + (l * Hkv + g) * S * D;
           const float* values = vc + (l * Hkv + g) * S * D;
-          float* s = &scores[a * (pos + T)];
-          float top = -INFINITY;
-          for (int64_t j = 0; j < n; ++j) {
+          float* s = &scores[g * rows * span];  // row r's scores at s + r * span
+          auto query = [&](int64_t r) { return &qkv[(r / group) * qkv_width + (g * group + r % group) * D]; };
+          auto output = [&](int64_t r) { return &att[(r / group) * H * D + (g * group + r % group) * D]; };
+          std::vector<float> top(rows, -INFINITY), total(rows);
+          for (int64_t j = 0; r0 < r1 && j <= pos + (r1 - 1) / group; ++j) {
             const float* k = keys + j * D;
-            float dot = 0.f;
-            for (int64_t d = 0; d < D; ++d) dot += q[d] * k[d];
-            s[j] = dot * scale;
-            top = s[j] > top ? s[j] : top;
+            for (int64_t r = r0; r < r1; ++r) {
+              if (j > pos + r / group) continue;  // a later position of this verification: masked
+              const float* q = query(r);
+              float dot = 0.f;
+              for (int64_t d = 0; d < D; ++d) dot += q[d] * k[d];
+              const float score = dot * scale;
+              s[r * span + j] = score;
+              top[r] = score > top[r] ? score : top[r];
+            }
           }
-          const float total = exp_shifted(s, n, top);
-          float* o = &att[t * H * D + head * D];
-          for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
-          for (int64_t j = 0; j < n; ++j) {
+          for (int64_t r = r0; r < r1; ++r) {
+            total[r] = exp_shifted(s + r * span, pos + r / group + 1, top[r]);
+            float* o = output(r);
+            for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+          }
+          for (int64_t j = 0; r0 < r1 && j <= pos + (r1 - 1) / group; ++j) {
             const float* v = values + j * D;
-            const float p = s[j];
-            for (int64_t d = 0; d < D; ++d) o[d] += p * v[d];
+            for (int64_t r = r0; r < r1; ++r) {
+              if (j > pos + r / group) continue;
+              const float p = s[r * span + j];
+              float* o = output(r);
+              for (int64_t d = 0; d < D; ++d) o[d] += p * v[d];
+            }
           }
-          const float inv = 1.f / total;
-          for (int64_t d = 0; d < D; ++d) o[d] *= inv;
+          for (int64_t r = r0; r < r1; ++r) {
+            const float inv = 1.f / total[r];
+            float* o = output(r);
+            for (int64_t d = 0; d < D; ++d) o[d] *= inv;
+          }
         }
       });
       linear(wo_[l], att.data(), T, x.data(), dim, true);

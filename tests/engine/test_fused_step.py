@@ -100,11 +100,13 @@ def test_the_kernels_refuse_what_they_cannot_multiply(module):
         module.linear(module.pack(torch.randn(64, 16).bfloat16()), torch.randn(17, 16))
 
 
-def test_steps_and_verifications_equal_the_pytorch_step(module, random_prompt):
-    """Logits and cached keys/values of chunks of 1 to 16 tokens, one after the other, and last_only."""
+@pytest.mark.parametrize("heads", [(4, 2), (2, 1), (4, 4)])
+def test_steps_and_verifications_equal_the_pytorch_step(module, random_prompt, heads):
+    """Logits and cached keys/values of chunks of 1 to 16 tokens, one after the other, and last_only.
+    Query heads sharing kv heads two by two, with one kv head only (whose rows the threads split), or none."""
     import random
 
-    model = bf16_model(dim=64, n_heads=4, n_kv_heads=2, hidden_dim=128)
+    model = bf16_model(dim=64, n_heads=heads[0], n_kv_heads=heads[1], hidden_dim=128)
     assert fused.attach(model, module) == "on"
     decoder = model.fused
     rng = random.Random(1)
