@@ -440,8 +440,9 @@ class FusedDecoder {
           float* s = &scores[g * rows * span];  // row r's scores at s + r * span
           auto query = [&](int64_t r) { return &qkv[(r / group) * qkv_width + (g * group + r % group) * D]; };
           auto output = [&](int64_t r) { return &att[(r / group) * H * D + (g * group + r % group) * D]; };
+          const int64_t last = r0 < r1 ? pos + (r1 - 1) / group : -1;  // the last position these rows read
           std::vector<float> top(rows, -INFINITY), total(rows);
-          for (int64_t j = 0; r0 < r1 && j <= pos + (r1 - 1) / group; ++j) {
+          for (int64_t j = 0; j <= last; ++j) {
             const float* k = keys + j * D;
             for (int64_t r = r0; r < r1; ++r) {
               if (j > pos + r / group) continue;  // a later position of this verification: masked
@@ -458,7 +459,7 @@ class FusedDecoder {
             float* o = output(r);
             for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
           }
-          for (int64_t j = 0; r0 < r1 && j <= pos + (r1 - 1) / group; ++j) {
+          for (int64_t j = 0; j <= last; ++j) {
             const float* v = values + j * D;
             for (int64_t r = r0; r < r1; ++r) {
               if (j > pos + r / group) continue;
