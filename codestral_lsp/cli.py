@@ -34,7 +34,7 @@ def load_engine(args, build_fused: bool = False):
 
 
 def cmd_serve(args) -> None:
-    from .server import create_server
+    from .lsp.server import create_server
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     server = create_server(args.model)
@@ -49,7 +49,7 @@ def cmd_serve_http(args) -> None:
     import os
 
     try:
-        from .http_api import serve
+        from .http.api import serve
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in ("starlette", "uvicorn", "anyio", "h11"):
             raise
@@ -72,8 +72,8 @@ def parse_location(spec: str) -> tuple[Path, int, int]:
 
 
 def cmd_complete(args) -> None:
+    from .context import language_from_uri
     from .pipeline import Completer, Document
-    from .server import language_from_uri
 
     path, line, col = parse_location(args.location)
     try:
@@ -113,8 +113,8 @@ def cmd_info(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .evaluate import evaluate, evaluate_lsp, read_records
     from .pipeline import Completer
+    from .tools.evaluate import evaluate, evaluate_lsp, read_records
 
     records = read_records(args.data)[: args.limit]
 
@@ -135,7 +135,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import MODES, bench_typing, bench_typing_lsp
+    from .tools.bench import MODES, bench_typing, bench_typing_lsp
 
     def report(n, total):
         if n % 20 == 0 or n == total:
@@ -161,17 +161,16 @@ def cmd_bench(args) -> None:
 
 
 def cmd_bench_engine(args) -> None:
-    from .bench import bench_engine
+    from .tools.bench import bench_engine
 
     if args.random_preset:
         import torch
 
+        from engine.checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
         from engine.config import PRESETS
         from engine.engine import DTYPES, Engine
         from engine.model import store_weights_transposed
         from engine.testing import random_model
-        from engine.tokenizer import Tokenizer
-        from engine.train import v3_tokenizer_path
 
         dtype = DTYPES.get(args.dtype, torch.float32)
         model = random_model(PRESETS[args.random_preset]).to(dtype)
@@ -193,7 +192,7 @@ def cmd_bench_engine(args) -> None:
 def cmd_bench_peers(args) -> None:
     import torch
 
-    from .peers import SYSTEMS, bench_peers, plot
+    from .tools.peers import SYSTEMS, bench_peers, plot
 
     systems = tuple(s.strip() for s in args.systems.split(",")) if args.systems else SYSTEMS
     unknown = [s for s in systems if s not in SYSTEMS]
@@ -306,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_info)
 
-    from engine.train import add_arguments
+    from engine.training.train import add_arguments
 
     s = sub.add_parser("train", help="train or fine-tune a FIM model on the CPU")
     add_arguments(s)

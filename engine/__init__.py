@@ -1,7 +1,7 @@
 """A small PyTorch runtime for Mistral-architecture checkpoints (Codestral, Mistral) with FIM."""
 
+from .checkpoints.loading import CheckpointError
+from .checkpoints.tokenizer import Tokenizer, TokenizerError
 from .engine import Completion, Engine
-from .loading import CheckpointError
-from .tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["Engine", "Completion", "CheckpointError", "Tokenizer", "TokenizerError"]

@@ -84,7 +84,7 @@ PRESETS: dict[str, ModelArgs] = {
     # Mistral-7B v0.3: same tokenizer as Codestral, a natural speculative draft.
     "mistral-7b": ModelArgs(dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, head_dim=128,
                             hidden_dim=14336, rope_theta=1e6),
-    # The embedded default model trained by engine/train.py (see engine/models/*/MODEL_CARD.md).
+    # The embedded default model trained by engine/training/train.py (see engine/models/*/MODEL_CARD.md).
     "embedded": ModelArgs(dim=256, n_layers=6, n_heads=4, n_kv_heads=2, head_dim=64,
                           hidden_dim=768, rope_theta=1e4, max_seq_len=2048),
     # Its speculative draft: a quarter of the compute per token or less.

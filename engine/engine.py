@@ -18,12 +18,12 @@ from typing import Iterator
 
 import torch
 
+from .checkpoints.loading import Checkpoint, embedded_draft_dir, find_checkpoint, is_instruct, load_model
+from .checkpoints.tokenizer import Tokenizer
 from .generate import Generation, Request, StopFn, decode, prefill
 from .kv_cache import CachePool, KVCache
-from .loading import Checkpoint, embedded_draft_dir, find_checkpoint, is_instruct, load_model
 from .model import Transformer, store_weights_transposed
 from .sampling import SamplingParams
-from .tokenizer import Tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

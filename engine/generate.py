@@ -16,10 +16,10 @@ from typing import Callable, Iterator
 
 import torch
 
+from .checkpoints.tokenizer import Tokenizer
 from .kv_cache import KVCache, common_prefix_length
 from .model import Transformer
 from .sampling import SamplingParams, sample
-from .tokenizer import Tokenizer
 
 StopFn = Callable[[str], "int | None"]  # text so far -> length of text to keep and stop, or None
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
+from .checkpoints.loading import save_mistral_checkpoint, to_hf_state
+from .checkpoints.tokenizer import v3_tokenizer_path
 from .config import ModelArgs
-from .loading import save_mistral_checkpoint, to_hf_state
 from .model import Transformer
-from .train import init_weights, v3_tokenizer_path
+from .training.train import init_weights
 
 
 def tiny_args(dim: int = 64, n_layers: int = 2, n_heads: int = 4, n_kv_heads: int = 2,

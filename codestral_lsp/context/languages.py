@@ -89,6 +89,11 @@ def language_id_for_path(path_or_uri: str) -> str | None:
     return EXTENSIONS.get(PurePosixPath(path.replace("\\", "/")).suffix.lower())
 
 
+def language_from_uri(uri: str) -> str:
+    """languageId for a document the client opened without one: by extension, else "plaintext"."""
+    return language_id_for_path(uri) or "plaintext"
+
+
 def encode(text: str) -> bytes:
     """UTF-8 as tree-sitter reads it; lone surrogates (possible in JSON strings) pass through."""
     return text.encode("utf-8", "surrogatepass")

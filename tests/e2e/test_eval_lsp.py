@@ -3,11 +3,11 @@ in-process pipeline's, task by task (the server adds transport, not different co
 
 from __future__ import annotations
 
-from codestral_lsp.evaluate import evaluate, evaluate_lsp
 from codestral_lsp.pipeline import Completer
 from codestral_lsp.settings import parse_settings
+from codestral_lsp.tools.evaluate import evaluate, evaluate_lsp
 from engine import Engine
-from engine.loading import embedded_model_dir
+from engine.checkpoints.loading import embedded_model_dir
 
 RECORDS = [
     {"task_id": "t/0", "prompt": "def add(a, b):\n    ", "suffix": "\n\n\nprint(add(1, 2))\n",

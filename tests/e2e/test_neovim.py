@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.loading import embedded_model_dir
+from engine.checkpoints.loading import embedded_model_dir
 
 PLUGIN = Path(__file__).resolve().parents[2] / "editors" / "neovim"
 SPECS = sorted(PLUGIN.glob("tests/*_spec.lua"))

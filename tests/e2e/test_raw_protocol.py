@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from codestral_lsp.lsp_client import LspProcess
+from codestral_lsp.tools.lsp_client import LspProcess
 from tests.e2e.test_server import MODEL
 
 

@@ -80,9 +80,9 @@ def llama_url(tmp_path_factory):
     except ImportError as exc:
         pytest.skip(f"llama_cpp.server is not importable ({exc}): pip install 'llama-cpp-python[server]'")
     try:
-        from engine.gguf import convert
+        from engine.checkpoints.gguf import convert
     except ImportError:
-        pytest.skip("engine/gguf.py (the GGUF export) is not in this copy")
+        pytest.skip("engine/checkpoints/gguf.py (the GGUF export) is not in this copy")
     model = convert(TINY, tmp_path_factory.mktemp("gguf") / "tiny.gguf")
     port = free_port()
     proc = start([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "tiny-gguf",
@@ -299,7 +299,7 @@ async def test_llama_cpp_server_as_a_third_party_peer(client: LanguageClient, ll
     assert shown >= 1
     assert client.status_log[-1]["state"] == "ready", client.status_log[-1]
 
-    from codestral_lsp.remote import RemoteConfig, RemoteEngine
+    from codestral_lsp.backends.remote import RemoteConfig, RemoteEngine
     from codestral_lsp.settings import parse_settings
 
     config = RemoteConfig.from_settings(parse_settings({"model": {"backend": "openai", "endpoint": llama_url}})[0]

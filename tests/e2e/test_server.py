@@ -13,7 +13,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from engine.loading import embedded_model_dir
+from engine.checkpoints.loading import embedded_model_dir
 
 if (embedded_model_dir() / "params.json").is_file():
     MODEL = str(embedded_model_dir())

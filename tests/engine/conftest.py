@@ -12,10 +12,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from engine.checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
 from engine.engine import Engine
 from engine.testing import random_model, tiny_args
-from engine.tokenizer import Tokenizer
-from engine.train import v3_tokenizer_path
 
 # Settings for the engine's property tests, used as `@settings(settings.get_profile("engine"), ...)` so
 # other suites keep their own: few examples, no per-example deadline (the CPU may be shared), and

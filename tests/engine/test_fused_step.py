@@ -251,7 +251,7 @@ def test_the_step_benchmark_times_both_steps_and_leaves_the_model_fused(module, 
     """`bench engine`'s step_ms: both kinds timed for each T, the fused decoder back in place."""
     import random
 
-    from codestral_lsp.bench import step_costs
+    from codestral_lsp.tools.bench import step_costs
 
     model = bf16_model(dim=64, n_heads=4, n_kv_heads=2, hidden_dim=128)
     assert fused.attach(model, module) == "on"

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine import CheckpointError, Engine
-from engine.loading import find_checkpoint, load_model, permute_rows, unpermute_rows
+from engine.checkpoints.loading import find_checkpoint, load_model, permute_rows, unpermute_rows
 from engine.testing import make_checkpoint, random_model, tiny_args, write_hf_checkpoint
 
 TINY = dict(dim=32, n_layers=1, n_heads=4, n_kv_heads=2, hidden_dim=64)

@@ -16,11 +16,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from engine.checkpoints.loading import find_checkpoint, load_model, save_mistral_checkpoint
+from engine.checkpoints.tokenizer import Tokenizer
 from engine.engine import Engine
 from engine.generate import forward_tokens
-from engine.loading import find_checkpoint, load_model, save_mistral_checkpoint
 from engine.testing import random_model, tiny_args, write_hf_checkpoint
-from engine.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers")
 from transformers import MistralConfig, MistralForCausalLM  # noqa: E402
@@ -69,7 +69,7 @@ def save_hf_folder(model: MistralForCausalLM, folder: Path, v3_path, sharded: bo
 
 
 def hf_rows_to_mistral(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Undo HF's rotate-half permutation, written independently of engine.loading.
+    """Undo HF's rotate-half permutation, written independently of engine.checkpoints.loading.
 
     HF's rotary embedding pairs dimension i with i + D/2 inside each head; Mistral's pairs 2j with 2j + 1.
     So Mistral row 2j of a head is HF row j, and Mistral row 2j + 1 is HF row j + D/2.

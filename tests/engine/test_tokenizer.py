@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.tokenizer import StreamDecoder, Tokenizer, TokenizerError
+from engine.checkpoints.tokenizer import StreamDecoder, Tokenizer, TokenizerError
 
 pytest.importorskip("mistral_common")
 from mistral_common.protocol.fim.request import FIMRequest  # noqa: E402

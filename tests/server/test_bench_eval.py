@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from codestral_lsp.bench import bench_typing, typing_events
-from codestral_lsp.evaluate import edit_similarity, evaluate, levenshtein, read_records, run_program
 from codestral_lsp.pipeline import Completer
+from codestral_lsp.tools.bench import bench_typing
+from codestral_lsp.tools.evaluate import edit_similarity, evaluate, levenshtein, read_records, run_program
+from codestral_lsp.tools.replay import typing_events
 from engine import Engine
 from engine.testing import make_checkpoint
 
@@ -79,7 +80,7 @@ def test_a_whole_line_gap_keeps_its_line_break_so_a_right_answer_passes():
     the next line's text. A right answer must come out as a new line (stop rule and post-processing keep
     its line break); without it the program would join two lines and fail although exact match holds."""
     from codestral_lsp.context import completion_mode, postprocess, stop_rule
-    from codestral_lsp.evaluate import score
+    from codestral_lsp.tools.evaluate import score
 
     record = {"task_id": "t/1", "prompt": "def f(xs):\n    total = 0\n", "canonical_solution": "    for x in xs:\n",
               "suffix": "        total += x\n    return total\n",

@@ -6,8 +6,8 @@ import importlib
 import pytest
 
 MODULES = [f"codestral_lsp.context.{name}" for name in ("imports", "languages", "lines", "neighbours", "postprocess",
-                                                        "windows")] + ["codestral_lsp.features.code_actions",
-                                                                    "codestral_lsp.lsp_client"]
+                                                        "windows")] + ["codestral_lsp.lsp.features.code_actions",
+                                                                    "codestral_lsp.tools.lsp_client"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -556,8 +556,7 @@ def test_typing_a_character_keeps_the_suffix_and_never_moves_the_start_back(text
 @pytest.fixture(scope="module")
 def tokenizer():
     try:
-        from engine.tokenizer import Tokenizer
-        from engine.train import v3_tokenizer_path
+        from engine.checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
         return Tokenizer(v3_tokenizer_path())
     except (ImportError, RuntimeError) as exc:
         pytest.skip(f"v3 tokenizer unavailable: {exc}")

@@ -7,10 +7,11 @@ The "editor" here is an independent model: the text as a list of LSP lines (spli
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lsprotocol.types import Position, Range
 
-from codestral_lsp.documents import PositionError, TextDocument
+from codestral_lsp.lsp.documents import PositionError, TextDocument
 
 ALPHABET = st.sampled_from(list("ab \t(){}:=\n\r") + ["é", "ß", "€", "中", "😀", "𝔘", "\u2028", "\x0c", "\x85"])
 TEXT = st.lists(ALPHABET, max_size=40).map("".join)

@@ -16,9 +16,9 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from codestral_lsp.http_api import build_server  # noqa: E402
-from engine.loading import is_instruct  # noqa: E402
+from codestral_lsp.http.api import build_server  # noqa: E402
 from engine import Engine  # noqa: E402
+from engine.checkpoints.loading import is_instruct  # noqa: E402
 from engine.testing import make_checkpoint  # noqa: E402
 
 KEY = "test-key"

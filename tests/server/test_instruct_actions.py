@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from codestral_lsp.features.code_actions import as_comment, code_block, instruct_edit, instruct_turns
+from codestral_lsp.lsp.features.code_actions import as_comment, code_block, instruct_edit, instruct_turns
 from engine import Engine
 from engine.testing import make_checkpoint
 

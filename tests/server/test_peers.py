@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from codestral_lsp.cli import main
-from codestral_lsp.peers import bench_peers, peer_prompts, run_codestral, run_llama_cpp, run_transformers
+from codestral_lsp.tools.peers import bench_peers, peer_prompts, run_codestral, run_llama_cpp, run_transformers
 from engine import Engine
-from engine.gguf import CONTROL, GGUFError, convert, gguf_name
+from engine.checkpoints.gguf import CONTROL, GGUFError, convert, gguf_name
 from engine.testing import make_checkpoint
 
 SOURCE = "import os\n\n\ndef walk(root):\n    for name in os.listdir(root):\n        yield name\n\n\nprint(list(walk('.')))\n"
@@ -88,7 +88,7 @@ def test_missing_transformers_is_an_error_entry(engine, monkeypatch):
 
 def test_plot_writes_a_png(engine, source, tmp_path):
     pytest.importorskip("matplotlib")
-    from codestral_lsp.peers import plot
+    from codestral_lsp.tools.peers import plot
 
     _, runs = bench_peers(engine, source, events=2, max_tokens=2, systems=())
     png = plot(runs, tmp_path / "peers.png", "tiny")
@@ -175,7 +175,7 @@ def test_llama_cpp_greedy_tokens_equal_ours_with_prefix_reuse(engine, source):
 
 
 def test_bench_engine_reports_int8_weight_memory(checkpoint):
-    from codestral_lsp.bench import bench_engine
+    from codestral_lsp.tools.bench import bench_engine
 
     fp32, int8 = (bench_engine(Engine.load(checkpoint, dtype="float32", quantize=q), prompt_tokens=16, new_tokens=4,
                                repeats=1, with_transformers=False) for q in (None, "int8"))

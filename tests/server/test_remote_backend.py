@@ -1,4 +1,4 @@
-"""The remote engine (codestral_lsp/remote.py) against scripted HTTP servers on loopback: retries and
+"""The remote engine (codestral_lsp/backends/remote.py) against scripted HTTP servers on loopback: retries and
 backoff, stop rules and cancellation closing the stream, deadlines, error messages, wire formats.
 
 The fake server is the standard library's http.server: each request gets the next scripted reply, and
@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from codestral_lsp.remote import (
+from codestral_lsp.backends.remote import (
     RemoteConfig,
     RemoteEngine,
     RemoteError,
@@ -24,7 +24,7 @@ from codestral_lsp.remote import (
     default_tokenizer,
     parse_sse,
 )
-from codestral_lsp.scheduler import Scheduler
+from codestral_lsp.lsp.scheduler import Scheduler
 from codestral_lsp.settings import parse_settings
 
 

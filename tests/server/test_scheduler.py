@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from codestral_lsp.scheduler import Scheduler, Superseded
+from codestral_lsp.lsp.scheduler import Scheduler, Superseded
 
 
 async def test_newer_request_supersedes_the_older_one_between_steps():

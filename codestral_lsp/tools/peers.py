@@ -1,6 +1,6 @@
 """`codestral-lsp bench peers`: the typing replay of `bench typing`, through our engine and its peers.
 
-Every event of the replay (a keystroke, see `bench.typing_events`) becomes one FIM prompt, built once
+Every event of the replay (a keystroke, see `replay.typing_events`) becomes one FIM prompt, built once
 by the server's own pipeline (context windows, then `Engine.fim_tokens`); every system gets exactly
 those token ids and decodes greedily until EOS or `max_tokens` (no stop rules, so all do the same
 work). Systems, each in its best configuration for this workload:
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .evaluate import percentile
+from .replay import typing_events
 
 SYSTEMS = ("codestral", "transformers", "transformers+lookup", "llama.cpp")
 BENCH_EXTRA = "pip install 'codestral-lsp[bench]'"
@@ -46,9 +47,8 @@ class Run:
 
 def peer_prompts(engine, path: str | Path, events: int | None, max_tokens: int, settings=None) -> list[list[int]]:
     """The FIM prompt ids of each event, as the server would build them (no neighbour files)."""
-    from .bench import typing_events
-    from .pipeline import Completer, Document
-    from .server import language_from_uri
+    from ..context import language_from_uri
+    from ..pipeline import Completer, Document
 
     text = Path(path).read_text(encoding="utf-8")
     language = language_from_uri(str(path))
@@ -107,7 +107,7 @@ def transformers_model(engine):
     """MistralForCausalLM holding the engine's weights (in Hugging Face's names and row order)."""
     from transformers import MistralConfig, MistralForCausalLM
 
-    from engine.loading import to_hf_state
+    from engine.checkpoints.loading import to_hf_state
 
     a = engine.args
     state = engine.model.state_dict()
@@ -174,7 +174,7 @@ def run_llama_cpp(engine, prompts: list[list[int]], max_tokens: int, threads: in
     with tempfile.TemporaryDirectory(prefix="codestral-peers-") as tmp:
         try:
             if gguf_path is None:
-                from engine.gguf import write_gguf
+                from engine.checkpoints.gguf import write_gguf
 
                 gguf_path = write_gguf(engine.model.state_dict().items(), engine.args, engine.tokenizer.path,
                                        Path(tmp) / "model.gguf", "f32")

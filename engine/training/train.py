@@ -39,10 +39,10 @@ import torch.nn.functional as F
 import xxhash
 from safetensors.torch import load_file, save_file
 
-from .config import PRESETS
-from .loading import find_checkpoint, load_model, save_mistral_checkpoint
-from .model import Transformer
-from .tokenizer import Tokenizer
+from ..checkpoints.loading import find_checkpoint, load_model, save_mistral_checkpoint
+from ..checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
+from ..config import PRESETS
+from ..model import Transformer
 
 IGNORE = -100
 # Permissively licensed pure-Python packages read from site-packages at training time (never committed).
@@ -51,17 +51,6 @@ PACKAGES = ["numpy", "click", "flask", "jinja2", "werkzeug", "attr", "rich", "py
             "sympy", "torch", "transformers"]
 MAX_FILE_CHARS = 400_000  # larger files are generated tables, not code
 HELDOUT_MODULUS = 50  # a file is held out when hash(path) % 50 == 0: about 2% of files
-
-
-def v3_tokenizer_path() -> Path:
-    """The Codestral/Mistral v3 SentencePiece model that mistral-common ships (Apache-2.0)."""
-    spec = util.find_spec("mistral_common")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("mistral-common is not installed: pip install mistral-common")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "mistral_instruct_tokenizer_240323.model.v3"
-    if not path.is_file():
-        raise RuntimeError(f"{path} is missing from this mistral-common release")
-    return path
 
 
 # -- corpus -----------------------------------------------------------------------------------------
@@ -460,7 +449,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heldout-n", type=int, default=200)
 
 
-def main(argv: list[str] | None = None) -> None:  # python -m engine.train
+def main(argv: list[str] | None = None) -> None:  # python -m engine.training.train
     p = argparse.ArgumentParser(prog="codestral-lsp train", description=__doc__.split("\n")[0])
     add_arguments(p)
     run(p.parse_args(argv))

@@ -7,10 +7,15 @@ or reopen repairs it; the server keeps serving.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lsprotocol import types
 
+from ...context import language_from_uri
 from ..documents import PositionError
-from ..server import CodestralServer, language_from_uri
+
+if TYPE_CHECKING:
+    from ..server import CodestralServer
 
 
 def register(server: CodestralServer) -> None:

@@ -17,51 +17,17 @@ import time
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 
-from . import __version__
+from .. import __version__
+from ..pipeline import Completer, Document
+from ..settings import Settings, parse_settings
 from .documents import DocumentStore
-from .pipeline import Completer, Document
+from .protocol import CodestralProtocol
 from .scheduler import Scheduler
-from .settings import Settings, parse_settings
 
 log = logging.getLogger(__name__)
 STATUS = "codestral/status"
-
-
-class CodestralProtocol(LanguageServerProtocol):
-    """Answers requests whose params fail validation with InvalidParams (-32602).
-
-    pygls reports such a request with a window/showMessage and never answers it, so the editor
-    would wait forever; we send the error response ourselves and drop the message.
-    """
-
-    def structure_message(self, data: dict[str, Any]):
-        try:
-            return super().structure_message(data)
-        except JsonRpcInvalidParams as exc:
-            if "id" in data and "method" in data:
-                self._send_response(data["id"], error=types.ResponseError(
-                    code=JsonRpcInvalidParams.CODE, message=f"invalid params for {data['method']}: {exc}"))
-            return _Dropped()
-
-    # Document sync is ours (features/documents.py): pygls's copy splits lines with str.splitlines,
-    # which also breaks at \x0c and \u2028 and so drifts from the editor's text. Plain methods
-    # without `method_name` are not registered as built-in features.
-    def lsp_text_document__did_open(self, params):
-        return None
-
-    def lsp_text_document__did_change(self, params):
-        return None
-
-    def lsp_text_document__did_close(self, params):
-        return None
-
-
-class _Dropped:
-    jsonrpc = "dropped"  # handle_message ignores messages whose version is not 2.0
 
 
 class CodestralServer(LanguageServer):
@@ -201,7 +167,7 @@ class CodestralServer(LanguageServer):
 
     def _connect(self, key: tuple, model) -> None:
         """On the worker: make the remote client and ask the server for its models (reachable? key accepted?)."""
-        from .remote import RemoteConfig, RemoteEngine, RemoteError
+        from ..backends.remote import RemoteConfig, RemoteEngine, RemoteError
 
         loop = self._loop
 
@@ -299,16 +265,6 @@ class CodestralServer(LanguageServer):
 
     def log_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
-
-
-EXTENSIONS = {".py": "python", ".js": "javascript", ".jsx": "javascriptreact", ".ts": "typescript",
-              ".tsx": "typescriptreact", ".rs": "rust", ".go": "go", ".java": "java", ".c": "c", ".h": "c",
-              ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".lua": "lua"}
-
-
-def language_from_uri(uri: str) -> str:
-    dot = uri.rfind(".")
-    return EXTENSIONS.get(uri[dot:].lower(), "plaintext") if dot >= 0 else "plaintext"
 
 
 def create_server(model_path: str | None = None) -> CodestralServer:

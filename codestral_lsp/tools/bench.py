@@ -20,34 +20,12 @@ import copy
 import time
 from pathlib import Path
 
+from ..context import language_from_uri
+from ..pipeline import Completer, Document
 from .evaluate import percentile
-from .pipeline import Completer, Document
-from .server import language_from_uri
+from .replay import typing_events
 
 MODES = ("cold", "cache", "cache+ngram", "cache+draft")
-
-
-def typing_events(text: str, events: int | None, region: tuple[int, int] | None = None) -> list[tuple[str, int]]:
-    """(document text, cursor offset) after each keystroke of re-typing the region (default: middle third).
-
-    Example: text "a\\nb\\nc\\n" has 3 lines; the middle third is line 2, "b\\n" = text[2:4]. Typing it
-    back gives two events: ("a\\nbc\\n", 3) after "b", and ("a\\nb\\nc\\n", 4) after the newline.
-    """
-    if region is None:
-        lines = text.splitlines(keepends=True)
-        third = len(lines) // 3
-        start = sum(len(line) for line in lines[:third])
-        end = start + sum(len(line) for line in lines[third: 2 * third])
-    else:
-        start, end = region
-    typed = text[start:end]
-    before, after = text[:start], text[end:]
-    out = []
-    for i in range(1, len(typed) + 1):
-        out.append((before + typed[:i] + after, start + i))
-        if events is not None and len(out) >= events:
-            break
-    return out
 
 
 def mode_completer(engine, base_settings, mode: str) -> Completer:
@@ -59,7 +37,7 @@ def mode_completer(engine, base_settings, mode: str) -> Completer:
 
 def bench_typing(engine, path: str | Path, events: int = 200, modes: tuple[str, ...] = ("cold", "cache"),
                  settings=None, progress=None) -> dict:
-    from .settings import Settings
+    from ..settings import Settings
 
     text = Path(path).read_text(encoding="utf-8")
     language = language_from_uri(str(path))
@@ -109,7 +87,7 @@ def bench_typing_lsp(path: str | Path, events: int = 200, model: str | None = No
     Latency is the round trip a user waits for, with the server's debounce set to 0 (debounce is a
     choice, not a cost). Answers from the typeahead cache count: users see them too.
     """
-    from .documents import TextDocument
+    from ..lsp.documents import TextDocument
     from .lsp_client import merged, start_ready_server
 
     text = Path(path).read_text(encoding="utf-8")

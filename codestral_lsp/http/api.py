@@ -2,7 +2,7 @@
 
     POST /v1/fim/completions   Mistral's FIM API: `prompt` is the text before the gap, `suffix` after it
     POST /v1/completions       OpenAI's legacy completions; fill-in-the-middle when `suffix` is given
-    POST /v1/chat/completions  only for an instruct model (`engine.loading.is_instruct`), with Mistral's v3 template
+    POST /v1/chat/completions  only for an instruct model (`engine.checkpoints.loading.is_instruct`), with Mistral's v3 template
     GET  /v1/models            the one loaded model (and GET /v1/models/{id})
 
 Answers and `stream: true` server-sent events (`data: {chunk}` ... `data: [DONE]`) have the shapes of the

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lsprotocol.types import Position
 
-from .pipeline import Completer, Document
+from ..pipeline import Completer, Document
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -94,7 +94,7 @@ def evaluate_lsp(records: list[dict], model: str | None = None, execute: bool = 
     the request's round trip."""
     import time
 
-    from .documents import TextDocument
+    from ..lsp.documents import TextDocument
     from .lsp_client import start_ready_server
 
     server = start_ready_server(model, settings)

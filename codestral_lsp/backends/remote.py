@@ -36,7 +36,7 @@ import httpx
 
 from engine.generate import held_back  # the local engine's hold-back rule, shared
 
-from .settings import ModelSettings
+from ..settings import ModelSettings
 
 StopFn = Callable[[str], "int | None"]
 Report = Callable[["str | None"], None]  # called with an error message, or None once requests work again
@@ -107,13 +107,13 @@ class RemoteConfig:
 
 def default_tokenizer():
     """The embedded model's tokenizer (Codestral's v3), else mistral-common's copy of it."""
-    from engine.loading import find_checkpoint
-    from engine.tokenizer import Tokenizer
+    from engine.checkpoints.loading import find_checkpoint
+    from engine.checkpoints.tokenizer import Tokenizer
 
     try:
         return Tokenizer(find_checkpoint(None).tokenizer_file)
     except ValueError:  # CheckpointError, TokenizerError: this copy ships no embedded model
-        from engine.train import v3_tokenizer_path
+        from engine.checkpoints.tokenizer import v3_tokenizer_path
 
         return Tokenizer(v3_tokenizer_path())
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+from importlib import util
 from pathlib import Path
 
 import sentencepiece as spm
@@ -176,3 +177,14 @@ class StreamDecoder:
 
     def flush(self) -> str:
         return self.utf8.decode(b"", final=True)
+
+
+def v3_tokenizer_path() -> Path:
+    """The Codestral/Mistral v3 SentencePiece model that mistral-common ships (Apache-2.0)."""
+    spec = util.find_spec("mistral_common")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("mistral-common is not installed: pip install mistral-common")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "mistral_instruct_tokenizer_240323.model.v3"
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing from this mistral-common release")
+    return path

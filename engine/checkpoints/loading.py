@@ -19,10 +19,10 @@ from typing import Iterator
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .config import ModelArgs
-from .model import Transformer
+from ..config import ModelArgs
+from ..model import Transformer
 
-MODELS_DIR = Path(__file__).parent / "models"
+MODELS_DIR = Path(__file__).parent.parent / "models"  # engine/models
 EMBEDDED_MODEL = "codestral-mini"
 PICKLED = ("*.pth", "*.pt", "*.bin", "*.ckpt")
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from ..context import Suggestion
+from ...context import Suggestion
+from ...pipeline import Document
 from ..documents import PositionError, TextDocument
-from ..pipeline import Document
 from ..scheduler import Superseded
-from ..server import CodestralServer
+
+if TYPE_CHECKING:
+    from ..server import CodestralServer
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Write a checkpoint as a GGUF file for llama.cpp (its `llama` architecture), for `bench peers`.
 
-    from engine.gguf import convert
+    from engine.checkpoints.gguf import convert
     convert("engine/models/codestral-mini", "/tmp/codestral-mini.gguf")    # float32 weights
 
 Names. Ours (Mistral's) map one to one onto llama.cpp's:
@@ -17,7 +17,7 @@ llama.cpp reads wq [n_heads * head_dim, dim] as ne = {dim, n_heads * head_dim}, 
 RoPE layout. llama.cpp's `llama` architecture uses "normal" RoPE, which rotates consecutive pairs
 (x0, x1), (x2, x3), ... of each head, the layout of Meta's and Mistral's original checkpoints (its
 converter un-permutes Hugging Face's rotate-half rows back to it). Our model stores wq/wk rows in
-exactly that interleaved order (engine/loading.py), so they are written unchanged; Hugging Face
+exactly that interleaved order (engine/checkpoints/loading.py), so they are written unchanged; Hugging Face
 folders are un-permuted on reading by `read_tensors`. Proof: llama.cpp's greedy tokens and logits
 equal ours (tests/server/test_peers.py).
 
@@ -32,7 +32,7 @@ from typing import Iterable
 
 import torch
 
-from .config import ModelArgs
+from ..config import ModelArgs
 from .loading import find_checkpoint, read_tensors
 
 TOP_NAMES = {"tok_embeddings.weight": "token_embd.weight", "norm.weight": "output_norm.weight",

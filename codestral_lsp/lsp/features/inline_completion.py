@@ -7,10 +7,14 @@ bracket, so accepting never leaves a duplicate behind.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lsprotocol import types
 
-from ..server import CodestralServer
 from .common import suggest
+
+if TYPE_CHECKING:
+    from ..server import CodestralServer
 
 
 def register(server: CodestralServer) -> None:

@@ -8,11 +8,14 @@ so the client's fuzzy filter keeps it while the user types into it.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from ..server import CodestralServer
 from .common import suggest
+
+if TYPE_CHECKING:
+    from ..server import CodestralServer
 
 WORD_BEFORE = re.compile(r"\w*$")
 

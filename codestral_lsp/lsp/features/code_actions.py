@@ -4,7 +4,7 @@ Any model: the light bulb lists "Codestral: complete body of f" on a function wh
 `pass`, `...`, `raise NotImplementedError` or a TODO comment, and "Codestral: write docstring for f"
 on a Python function without one.
 
-Instruct models only (the checkpoint declares it, `engine.loading.is_instruct`), on a non-empty
+Instruct models only (the checkpoint declares it, `engine.checkpoints.loading.is_instruct`), on a non-empty
 selection: "explain" (the answer goes above the selection as line comments), "refactor" (the
 selection is replaced by the answer's code) and "write tests" (the answer's code is appended to the
 document). They are hidden for FIM-only models such as the embedded one, which cannot follow
@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from ..documents import PositionError
 from ..scheduler import Superseded
-from ..server import CodestralServer
+
+if TYPE_CHECKING:
+    from ..server import CodestralServer
 
 DEF = re.compile(r"^(?P<indent>[ \t]*)(async\s+)?def\s+(?P<name>\w+)")
 STUB = re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*|#\s*TODO\b.*)\s*$")

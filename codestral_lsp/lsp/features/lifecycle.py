@@ -7,9 +7,13 @@ says `initialized`, with `$/progress` where the client supports it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lsprotocol import types
 
-from ..server import CodestralServer
+if TYPE_CHECKING:
+    from ..server import CodestralServer
+
 
 
 def register(server: CodestralServer) -> None:

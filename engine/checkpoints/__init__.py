@@ -1,0 +1,1 @@
+"""Reading and writing checkpoints: folder formats, tokenizers, GGUF."""

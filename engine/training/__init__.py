@@ -1,0 +1,1 @@
+"""The FIM training recipe for the embedded model (`codestral-lsp train`)."""
