@@ -217,6 +217,23 @@ def cmd_bench_peers(args) -> None:
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
+def cmd_bench_fuzz(args) -> None:
+    from .tools.fuzz import fuzz_lsp, server_command
+
+    result = fuzz_lsp(server_command(args.model), args.messages, args.seed,
+                      progress=lambda n, total: progress(f"{n}/{total} messages"))
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+def cmd_bench_soak(args) -> None:
+    from .tools.fuzz import server_command
+    from .tools.soak import soak
+
+    result = soak(server_command(args.model), args.file, args.keystrokes,
+                  progress=lambda n, total: progress(f"{n}/{total} keystrokes"))
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
 def cmd_train(args) -> None:
     from engine import train
 
@@ -300,6 +317,22 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--speculative", default="ngram", choices=["ngram", "off"],
                     help="our engine's drafting (ngram: prompt lookup, the server's default)")
     pe.set_defaults(func=cmd_bench_peers)
+
+    f = bench.add_parser("fuzz", help="malformed and random LSP traffic into a real server: crashes, unanswered "
+                         "requests, popups")
+    f.add_argument("--model", help="checkpoint folder; default: embedded")
+    f.add_argument("--messages", type=int, default=1000)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_bench_fuzz)
+
+    k = bench.add_parser("soak", help="type into a real server for a long time: latency percentiles, unanswered "
+                         "requests, memory")
+    k.add_argument("file")
+    k.add_argument("--model", help="checkpoint folder; default: embedded")
+    k.add_argument("--keystrokes", type=int, default=300)
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_bench_soak)
 
     s = with_model(sub.add_parser("info", help="model, tokenizer, device, dtype, memory"))
     s.add_argument("--json", action="store_true")
