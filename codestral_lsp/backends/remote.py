@@ -1,19 +1,17 @@
-"""Remote engines: completions from Mistral's FIM API or from an OpenAI-compatible server.
-
-`RemoteEngine` offers the part of `engine.Engine` that the pipeline and the code actions use, so the
-`Completer` works unchanged over HTTP: `stream(prefix, suffix, ...)` returns a generation to iterate,
-after which `.text` and `.stats` hold the result; `complete(...)`; and `tokenizer`, for the context
-budgets (the embedded model's v3 tokenizer, which Codestral shares).
+"""Remote backends: completions from Mistral's FIM API or from an OpenAI-compatible server.
 
     mistral  POST {endpoint}/v1/fim/completions  {model, prompt, suffix, max_tokens, temperature, stop, stream}
              stream chunks: choices[0].delta.content
     openai   POST {endpoint}/v1/completions      {model, prompt, suffix, ...}, or prompt = the FIM token ids
              stream chunks: choices[0].text
 
-Stop rules run here, on the text as it streams in, exactly as engine/generate.py runs them: a stop
-callback holds all text back until the end, stop strings hold back what could still become one.
-When a rule fires, the request is cancelled (`cancelled()` turns true) or its deadline passes, the
-HTTP response is closed at once, so the server stops generating (`serve-http` cancels on disconnect).
+Both kinds are one class, `RemoteBackend`; what differs between them is a row of `SERVICES`. The
+tokenizer (for the context budgets) is the embedded model's v3 tokenizer, which Codestral shares.
+
+Stop rules run here, on the text as it streams in, by the same rule as the local engine
+(`engine.stopping.StopRule`). When a rule fires, the request is cancelled (`cancelled()` turns true)
+or its deadline passes, the HTTP response is closed at once, so the server stops generating
+(`serve-http` cancels on disconnect).
 
 Why a reader thread: a blocking socket read cannot notice a cancellation or a deadline. The reader
 thread does the HTTP; the caller waits on a queue with a short timeout and, when it stops early,
@@ -30,30 +28,34 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from engine.generate import held_back  # the local engine's hold-back rule, shared
+from ..settings import ModelSettings, Settings
+from .base import Backend, Log, Report
 
-from ..settings import ModelSettings
-
-StopFn = Callable[[str], "int | None"]
-Report = Callable[["str | None"], None]  # called with an error message, or None once requests work again
+if TYPE_CHECKING:
+    from engine.stopping import StopFn, StopRule
 
 
 @dataclass(frozen=True)
-class Backend:
+class Service:
+    """What one kind of server expects: where it is, its key, its default model, its FIM route."""
+
     endpoint: str
     key_env: str
     key_required: bool
     model: str | None
     path: str
+    seed_field: str  # the request field of the sampling seed
+    token_prompts: bool  # model.fimPrompt "tokens" applies: the prompt may be sent as FIM token ids
 
 
-BACKENDS = {
-    "mistral": Backend("https://api.mistral.ai", "MISTRAL_API_KEY", True, "codestral-latest", "/v1/fim/completions"),
-    "openai": Backend("http://127.0.0.1:8000", "OPENAI_API_KEY", False, None, "/v1/completions"),
+SERVICES = {
+    "mistral": Service("https://api.mistral.ai", "MISTRAL_API_KEY", True, "codestral-latest", "/v1/fim/completions",
+                       "random_seed", False),
+    "openai": Service("http://127.0.0.1:8000", "OPENAI_API_KEY", False, None, "/v1/completions", "seed", True),
 }
 POLL_S = 0.02  # how often a waiting caller looks at cancelled() and the deadline
 FINISH = {"stop": "eos", "eos": "eos", "length": "max_tokens"}
@@ -85,7 +87,7 @@ class RemoteConfig:
     @classmethod
     def from_settings(cls, m: ModelSettings, environ: Mapping[str, str] = os.environ) -> RemoteConfig:
         """The configuration of m.backend ("mistral" or "openai"), the key read from environ."""
-        spec = BACKENDS[m.backend]
+        spec = SERVICES[m.backend]
         endpoint = (m.endpoint or spec.endpoint).strip().rstrip("/")
         endpoint = endpoint.removesuffix("/v1")  # OpenAI clients' base URLs end in /v1; our paths add it
         key_env = m.api_key_env or spec.key_env
@@ -99,6 +101,10 @@ class RemoteConfig:
                      "model.apiKeyEnv)")
         return cls(m.backend, endpoint, key_env, key, m.remote_model or spec.model, m.fim_prompt,
                    m.request_timeout_ms / 1000, m.retries, error=error)
+
+    @property
+    def service(self) -> Service:
+        return SERVICES[self.backend]
 
     @property
     def label(self) -> str:
@@ -118,34 +124,14 @@ def default_tokenizer():
         return Tokenizer(v3_tokenizer_path())
 
 
-@dataclass
-class RemoteCompletion:
-    text: str
-    tokens: list[int]
-    stats: dict
-
-
-class _NoSessions:
-    """The local engine keeps a KV cache per document; a remote server keeps its own."""
-
-    def drop(self, session: str) -> None:
-        pass
-
-
-class RemoteEngine:
-    """One remote server, one keep-alive HTTP client; the pipeline's engine interface."""
-
-    checkpoint = None
-    draft = None
-    device = "remote"
+class RemoteBackend(Backend):
+    """One remote server, one keep-alive HTTP client."""
 
     def __init__(self, config: RemoteConfig, tokenizer=None, report: Report | None = None,
                  transport: httpx.BaseTransport | None = None):
         self.config = config
         self.tokenizer = tokenizer if tokenizer is not None else default_tokenizer()
         self.report = report
-        self.sessions = _NoSessions()
-        self.spec_k, self.spec_ngram = 4, 3  # set by the server for local engines; unused here
         self.model: str | None = config.model  # for openai without a name: the first one the server lists
         self.models_listed = False  # the server answered GET /v1/models (404 included)
         self.last_error: str | None = None
@@ -156,16 +142,52 @@ class RemoteEngine:
         self.client = httpx.Client(base_url=config.endpoint if config.error is None else "http://invalid",
                                    headers=headers, timeout=httpx.Timeout(config.timeout_s), transport=transport)
 
+    @classmethod
+    def opening_message(cls, settings: Settings) -> str:
+        return f"connecting to the {settings.model.backend} backend"
+
+    @classmethod
+    def reload_key(cls, settings: Settings, model_path: str | None) -> tuple:
+        m = settings.model
+        return ("remote", m.backend, m.endpoint, m.api_key_env, m.remote_model, m.fim_prompt,
+                m.request_timeout_ms, m.retries)
+
+    @classmethod
+    def planned_label(cls, settings: Settings, model_path: str | None) -> str:
+        m = settings.model
+        return f"{m.backend}:{m.remote_model}" if m.remote_model else m.backend
+
+    @classmethod
+    def open(cls, settings: Settings, model_path: str | None = None, report: Report | None = None,
+             log: Log | None = None) -> RemoteBackend:
+        """The client of settings.model; raises only without a tokenizer for the context budgets."""
+        return cls(RemoteConfig.from_settings(settings.model), report=report)
+
+    def check_health(self) -> str | None:
+        try:
+            self.check()
+            error = None
+        except RemoteError as exc:
+            error = exc.message
+        except Exception as exc:  # whatever happens, the status must leave "loading"
+            error = f"{self.config.label}: {type(exc).__name__}: {exc}"
+        self.last_error = error
+        return error
+
     @property
     def path(self) -> str:
-        return BACKENDS[self.config.backend].path
+        return self.config.service.path
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.backend}:{self.model}" if self.model else self.config.backend
+
+    @property
+    def model_name(self) -> str | None:
+        return self.model
 
     def describe(self) -> str:
         return f"{self.config.backend} backend: {self.model or 'the served model'} at {self.config.endpoint}"
-
-    def info(self) -> dict:
-        return {"backend": self.config.backend, "endpoint": self.config.endpoint, "model": self.model,
-                "tokenizer": str(getattr(self.tokenizer, "path", ""))}
 
     def close(self) -> None:
         self.client.close()
@@ -234,7 +256,7 @@ class RemoteEngine:
         message = f"{c.label}: {status} {phrase} from {c.endpoint}" + (f": {detail}" if detail else "")
         if status == 404:
             message += " (is model.endpoint or model.remoteModel wrong?)"
-        if status == 400 and "suffix" in detail.lower() and c.backend == "openai":
+        if status == 400 and "suffix" in detail.lower() and c.service.token_prompts:
             message += " (this server refuses 'suffix': set model.fimPrompt to \"tokens\")"
         retry_after = None
         if status == 429:
@@ -251,7 +273,7 @@ class RemoteEngine:
         body: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "stream": True}
         if self.model:
             body["model"] = self.model
-        if self.config.backend == "openai" and self.config.fim_prompt == "tokens":
+        if self.config.service.token_prompts and self.config.fim_prompt == "tokens":
             body["prompt"] = self.tokenizer.encode_fim(prefix, suffix)
         else:
             body["prompt"], body["suffix"] = prefix, suffix
@@ -260,37 +282,32 @@ class RemoteEngine:
         if stops:
             body["stop"] = list(stops)
         if seed is not None:
-            body["random_seed" if self.config.backend == "mistral" else "seed"] = seed
+            body[self.config.service.seed_field] = seed
         return body
 
-    def stream(self, prefix: str, suffix: str = "", max_tokens: int = 64, temperature: float = 0.0,
-               top_k: int = 0, top_p: float = 1.0, stop: list[str] | tuple[str, ...] | None = None,
-               stop_fn: StopFn | None = None, deadline: float | None = None,
-               cancelled: Callable[[], bool] | None = None, session: str | None = None, seed: int | None = None,
-               speculative: str | None = None) -> RemoteGeneration:
+    def stream(self, prefix: str, suffix: str = "", *, max_tokens: int = 64, temperature: float = 0.0,
+               top_p: float = 1.0, stop: list[str] | tuple[str, ...] | None = None, stop_fn: StopFn | None = None,
+               deadline: float | None = None, cancelled: Callable[[], bool] | None = None,
+               session: str | None = None, seed: int | None = None, speculative: str | None = None,
+               **ignored: Any) -> RemoteGeneration:
         """Iterate for text pieces; afterwards `.text` and `.stats` hold the completion.
 
-        top_k, session and speculative exist for the local engine's signature; the server decides those.
+        session and speculative (and top_k) are the local engine's; the server decides those.
         """
-        stops = tuple(s for s in stop or () if s)
-        return RemoteGeneration(self, prefix, suffix, self.body(prefix, suffix, max_tokens, temperature, top_p,
-                                                                stops, seed),
-                                stops, stop_fn, deadline, cancelled)
+        from engine.stopping import StopRule  # the engine package imports torch: not at server start
 
-    def complete(self, prefix: str, suffix: str = "", **kwargs) -> RemoteCompletion:
-        gen = self.stream(prefix, suffix, **kwargs)
-        for _ in gen:
-            pass
-        return RemoteCompletion(gen.text, [], gen.stats)
+        rule = StopRule(tuple(stop or ()), stop_fn)
+        body = self.body(prefix, suffix, max_tokens, temperature, top_p, rule.stops, seed)
+        return RemoteGeneration(self, prefix, suffix, body, rule, deadline, cancelled)
 
 
 class RemoteGeneration:
     """One streamed request; iterate for text pieces, then read `text`, `tokens` (always empty) and `stats`."""
 
-    def __init__(self, engine: RemoteEngine, prefix: str, suffix: str, body: dict, stops: tuple[str, ...],
-                 stop_fn: StopFn | None, deadline: float | None, cancelled: Callable[[], bool] | None):
+    def __init__(self, engine: RemoteBackend, prefix: str, suffix: str, body: dict, rule: StopRule,
+                 deadline: float | None, cancelled: Callable[[], bool] | None):
         self.engine, self.prefix, self.suffix, self.body = engine, prefix, suffix, body
-        self.stops, self.stop_fn, self.deadline, self.cancelled = stops, stop_fn, deadline, cancelled
+        self.rule, self.deadline, self.cancelled = rule, deadline, cancelled
         self.text, self.tokens = "", []
         self.stats: dict = {"prompt_tokens": 0, "reused_tokens": 0, "prefill_ms": 0.0, "decode_ms": 0.0,
                             "generated_tokens": 0, "drafted_tokens": 0, "accepted_tokens": 0,
@@ -306,7 +323,6 @@ class RemoteGeneration:
         first: float | None = None
         raw, emitted, pieces, opened = "", 0, 0, False
         reason, error, usage = "abandoned", None, None  # "abandoned" until the loop ends by itself
-        hold_all = self.stop_fn is not None
         if self.engine.config.error:
             events.put(("error", RemoteError(self.engine.config.error)))
         else:
@@ -346,11 +362,11 @@ class RemoteGeneration:
                     first = time.perf_counter()
                 pieces += 1
                 raw += value
-                cut = self._cut(raw)
+                cut = self.rule.cut(raw)
                 if cut is not None:
                     raw, reason = raw[:cut], "stop"
                     break
-                safe = emitted if hold_all else len(raw) - held_back(raw, self.stops)
+                safe = self.rule.final(raw, emitted)
                 if safe > emitted:
                     yield raw[emitted:safe]
                     emitted = safe
@@ -362,14 +378,6 @@ class RemoteGeneration:
                 self._abort()
             self.text = raw
             self._finish(reason, error, usage, started, first, pieces)
-
-    def _cut(self, raw: str) -> int | None:
-        cuts = [i for s in self.stops if (i := raw.find(s)) >= 0]
-        if self.stop_fn is not None:
-            keep = self.stop_fn(raw)
-            if keep is not None:
-                cuts.append(keep)
-        return min(cuts) if cuts else None
 
     def _finish(self, reason: str, error: RemoteError | None, usage: dict | None, started: float,
                 first: float | None, pieces: int) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from codestral_lsp.backends.remote import (
     RemoteConfig,
-    RemoteEngine,
+    RemoteBackend as RemoteEngine,
     RemoteError,
     backoff,
     default_tokenizer,
@@ -362,7 +362,7 @@ def test_code_action_calls_work(tokenizer, fake):
     out = eng.complete("def sq(x):\n    ", "\n", max_tokens=96, stop_fn=lambda t: t.find("\n") if "\n" in t else None,
                        session="file:///a.py", cancelled=lambda: False)
     assert out.text == "return x * x"
-    eng.sessions.drop("file:///a.py")
+    eng.forget("file:///a.py")
 
 
 def test_sse_parsing_accepts_both_shapes_and_reports_error_events():
