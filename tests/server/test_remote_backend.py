@@ -16,14 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from codestral_lsp.backends.remote import (
-    RemoteConfig,
-    RemoteBackend as RemoteEngine,
-    RemoteError,
-    backoff,
-    default_tokenizer,
-    parse_sse,
-)
+from codestral_lsp.backends.remote import RemoteBackend as RemoteEngine
+from codestral_lsp.backends.remote import RemoteConfig, default_tokenizer
+from codestral_lsp.backends.remote_stream import RemoteError, backoff, parse_sse
 from codestral_lsp.lsp.scheduler import Scheduler
 from codestral_lsp.settings import parse_settings
 
