@@ -30,10 +30,12 @@ class Completion:
 
 
 class TextStream(Protocol):
-    """One streamed completion: iterate for text pieces; afterwards `text` and `stats` hold the result
-    (`stats["stop_reason"]`: eos, max_tokens, stop, deadline, cancelled, abandoned, length or error)."""
+    """One streamed completion: iterate for text pieces; afterwards `text`, `tokens` (empty from a remote
+    server) and `stats` hold the result (`stats["stop_reason"]`: eos, max_tokens, stop, deadline,
+    cancelled, abandoned, length or error)."""
 
     text: str
+    tokens: list[int]
     stats: dict
 
     def __iter__(self) -> Iterator[str]: ...
@@ -84,7 +86,7 @@ class Backend(ABC):
         gen = self.stream(prefix, suffix, **options)
         for _ in gen:
             pass
-        return Completion(gen.text, list(getattr(gen, "tokens", [])), gen.stats)
+        return Completion(gen.text, gen.tokens, gen.stats)
 
     def chat(self, turns: list[tuple[str, str]], **options) -> Completion:
         """Answer (role, content) turns; only when `instruct`. Raises ValueError otherwise."""
