@@ -3,22 +3,29 @@
     document text + cursor offset
       -> context windows (tree-sitter, token budgets, neighbour snippets)   context/windows.py
       -> single- or multi-line, and the stop rule run during generation     context/postprocess.py
-      -> the engine's FIM completion (session cache, speculative decoding)  engine/
+      -> the backend's FIM completion (local engine or remote server)      backends/
       -> post-processing: suffix overlap, repeats, indentation              context/postprocess.py
 
 Typeahead: when the user types the first characters of the suggestion on screen, the rest of it is
 answered at once from `RecentCompletions`, without generating.
+
+`Completer` is what the features talk to: completions, the code actions' FIM and chat requests, and
+forgetting a closed document all go through it, never to the backend directly.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
-from .context import (ParseCache, Suggestion, completion_mode, fim_window, neighbour_header, postprocess,
-                      stop_rule)
+from .backends import Backend, Completion, as_backend
+from .context import ParseCache, Suggestion, completion_mode, fim_window, neighbour_header, postprocess, stop_rule
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from engine import Engine
 
 
 @dataclass
@@ -75,14 +82,42 @@ class RecentCompletions:
 
 
 class Completer:
-    """Turns (document, cursor) into a suggestion with an engine; holds the typeahead cache."""
+    """Turns (document, cursor) into a suggestion with a backend; holds the typeahead and parse caches.
 
-    def __init__(self, engine, settings: Settings | None = None):
-        self.engine = engine
+    An `engine.Engine` may be given for a backend (scripts, tools): it is used as the local backend.
+    """
+
+    def __init__(self, backend: Backend | Engine, settings: Settings | None = None):
+        self.backend = as_backend(backend)
         self.settings = settings or Settings()
         self.recent = RecentCompletions()
         self.parses = ParseCache()
-        self._count = lambda s: len(engine.tokenizer.encode(s))
+        tokenizer = self.backend.tokenizer
+        self._count = lambda s: len(tokenizer.encode(s))
+
+    def use_settings(self, settings: Settings) -> None:
+        """New settings: suggestions made under the old ones are forgotten."""
+        self.settings = settings
+        self.recent.clear()
+        self.backend.configure(settings)
+
+    def forget(self, uri: str) -> None:
+        """A closed document: drop its parse tree and what the backend keeps for it."""
+        self.parses.forget(uri)
+        self.backend.forget(uri)
+
+    @property
+    def instruct(self) -> bool:
+        """Whether `chat` works (an instruct model)."""
+        return self.backend.instruct
+
+    def fill(self, prefix: str, suffix: str, **options) -> Completion:
+        """A raw FIM completion between prefix and suffix (the code actions' bodies and docstrings)."""
+        return self.backend.complete(prefix, suffix, **options)
+
+    def chat(self, turns: list[tuple[str, str]], **options) -> Completion:
+        """An instruct model's answer to (role, content) turns; raises ValueError for other models."""
+        return self.backend.chat(turns, **options)
 
     def window_for(self, doc: Document, offset: int, others: list[Document] = (), tree=None):
         s = self.settings
@@ -107,7 +142,7 @@ class Completer:
         tree = self.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
         window = self.window_for(doc, offset, others, tree)
         mode = completion_mode(doc.text, offset, doc.language_id, s.completion.multiline, tree)
-        gen = self.engine.stream(
+        gen = self.backend.stream(
             window.prefix, window.suffix, max_tokens=s.completion.max_tokens,
             temperature=s.completion.temperature, stop_fn=stop_rule(mode, doc.text, offset, doc.language_id),
             deadline=time.monotonic() + s.completion.timeout_ms / 1000, cancelled=cancelled,
@@ -115,7 +150,7 @@ class Completer:
         for _ in gen:
             pass
         suggestion = None
-        if gen.stats.get("stop_reason") not in ("cancelled", "error"):  # "error": a remote engine's failed request
+        if gen.stats.get("stop_reason") not in ("cancelled", "error"):  # "error": a remote backend's failed request
             suggestion = postprocess(gen.text, doc.text, offset, doc.language_id, mode, tab_size, insert_spaces)
         if suggestion is not None:
             self.recent.put(doc.text, offset, suggestion)

@@ -20,8 +20,7 @@ from .checkpoints.tokenizer import Tokenizer
 from .kv_cache import KVCache, common_prefix_length
 from .model import Transformer
 from .sampling import SamplingParams, sample
-
-StopFn = Callable[[str], "int | None"]  # text so far -> length of text to keep and stop, or None
+from .stopping import StopFn, StopRule, held_back  # noqa: F401  (held_back: re-exported)
 
 
 @dataclass
@@ -99,17 +98,6 @@ def decode(model: Transformer, cache: KVCache, logits: torch.Tensor, sampling: S
         token = following
 
 
-def held_back(text: str, stops: tuple[str, ...]) -> int:
-    """How many trailing characters of text could still grow into a stop string."""
-    longest = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), longest, -1):
-            if text.endswith(s[:n]):
-                longest = n
-                break
-    return longest
-
-
 class Generation:
     """Iterate to receive text pieces; afterwards `text`, `tokens` and `stats` hold the result."""
 
@@ -128,9 +116,9 @@ class Generation:
         cannot be taken back. A character cut off by max_tokens or EOS is dropped, never shown as U+FFFD.
         """
         req, decoder = self.request, self.tokenizer.stream_decoder()
+        rule = StopRule(req.stop, req.stop_fn)
         emitted, raw = 0, ""
         reason = "abandoned"  # until the loop ends by itself: a consumer that stops iterating
-        hold_all = req.stop_fn is not None
         try:
             for step in self.steps:
                 cut = None
@@ -140,7 +128,7 @@ class Generation:
                         break
                     self.tokens.append(token)
                     raw += decoder.push(token)
-                    cut = self._stop_cut(raw)
+                    cut = rule.cut(raw)
                     if cut is not None or len(self.tokens) >= req.max_tokens:
                         break
                 if reason == "eos" or cut is not None:
@@ -150,7 +138,7 @@ class Generation:
                 if len(self.tokens) >= req.max_tokens:
                     reason = "max_tokens"
                     break
-                safe = emitted if hold_all else len(raw) - held_back(raw, req.stop)
+                safe = rule.final(raw, emitted)
                 if safe > emitted:
                     yield raw[emitted:safe]
                     emitted = safe
@@ -168,14 +156,6 @@ class Generation:
             self.steps.close() if hasattr(self.steps, "close") else None
             self.text = raw
             self._finish(reason)
-
-    def _stop_cut(self, raw: str) -> int | None:
-        cuts = [i for s in self.request.stop if (i := raw.find(s)) >= 0]
-        if self.request.stop_fn is not None:
-            keep = self.request.stop_fn(raw)
-            if keep is not None:
-                cuts.append(keep)
-        return min(cuts) if cuts else None
 
     def _finish(self, reason: str) -> None:
         if self._done:

@@ -1,70 +1,53 @@
-"""Remote engines: completions from Mistral's FIM API or from an OpenAI-compatible server.
-
-`RemoteEngine` offers the part of `engine.Engine` that the pipeline and the code actions use, so the
-`Completer` works unchanged over HTTP: `stream(prefix, suffix, ...)` returns a generation to iterate,
-after which `.text` and `.stats` hold the result; `complete(...)`; and `tokenizer`, for the context
-budgets (the embedded model's v3 tokenizer, which Codestral shares).
+"""Remote backends: completions from Mistral's FIM API or from an OpenAI-compatible server.
 
     mistral  POST {endpoint}/v1/fim/completions  {model, prompt, suffix, max_tokens, temperature, stop, stream}
              stream chunks: choices[0].delta.content
     openai   POST {endpoint}/v1/completions      {model, prompt, suffix, ...}, or prompt = the FIM token ids
              stream chunks: choices[0].text
 
-Stop rules run here, on the text as it streams in, exactly as engine/generate.py runs them: a stop
-callback holds all text back until the end, stop strings hold back what could still become one.
-When a rule fires, the request is cancelled (`cancelled()` turns true) or its deadline passes, the
-HTTP response is closed at once, so the server stops generating (`serve-http` cancels on disconnect).
+Both kinds are one class, `RemoteBackend`; what differs between them is a row of `SERVICES`. The
+tokenizer (for the context budgets) is the embedded model's v3 tokenizer, which Codestral shares.
 
-Why a reader thread: a blocking socket read cannot notice a cancellation or a deadline. The reader
-thread does the HTTP; the caller waits on a queue with a short timeout and, when it stops early,
-shuts the socket down, which ends the blocked read.
+A request streams in `remote_stream.RemoteGeneration`: stop rules, cancellation, deadlines, retries.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import queue
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from engine.generate import held_back  # the local engine's hold-back rule, shared
+from ..settings import ModelSettings, Settings
+from .base import Backend, Log, Report
+from .remote_stream import RemoteError, RemoteGeneration, backoff, error_detail
 
-from ..settings import ModelSettings
-
-StopFn = Callable[[str], "int | None"]
-Report = Callable[["str | None"], None]  # called with an error message, or None once requests work again
+if TYPE_CHECKING:
+    from engine.stopping import StopFn
 
 
 @dataclass(frozen=True)
-class Backend:
+class Service:
+    """What one kind of server expects: where it is, its key, its default model, its FIM route."""
+
     endpoint: str
     key_env: str
     key_required: bool
     model: str | None
     path: str
+    seed_field: str  # the request field of the sampling seed
+    token_prompts: bool  # model.fimPrompt "tokens" applies: the prompt may be sent as FIM token ids
 
 
-BACKENDS = {
-    "mistral": Backend("https://api.mistral.ai", "MISTRAL_API_KEY", True, "codestral-latest", "/v1/fim/completions"),
-    "openai": Backend("http://127.0.0.1:8000", "OPENAI_API_KEY", False, None, "/v1/completions"),
+SERVICES = {
+    "mistral": Service("https://api.mistral.ai", "MISTRAL_API_KEY", True, "codestral-latest", "/v1/fim/completions",
+                       "random_seed", False),
+    "openai": Service("http://127.0.0.1:8000", "OPENAI_API_KEY", False, None, "/v1/completions", "seed", True),
 }
-POLL_S = 0.02  # how often a waiting caller looks at cancelled() and the deadline
-FINISH = {"stop": "eos", "eos": "eos", "length": "max_tokens"}
-
-
-class RemoteError(Exception):
-    """A request that failed; the message is meant for the user's status line."""
-
-    def __init__(self, message: str, retryable: bool = False, retry_after: float | None = None):
-        super().__init__(message)
-        self.message, self.retryable, self.retry_after = message, retryable, retry_after
 
 
 @dataclass
@@ -85,7 +68,7 @@ class RemoteConfig:
     @classmethod
     def from_settings(cls, m: ModelSettings, environ: Mapping[str, str] = os.environ) -> RemoteConfig:
         """The configuration of m.backend ("mistral" or "openai"), the key read from environ."""
-        spec = BACKENDS[m.backend]
+        spec = SERVICES[m.backend]
         endpoint = (m.endpoint or spec.endpoint).strip().rstrip("/")
         endpoint = endpoint.removesuffix("/v1")  # OpenAI clients' base URLs end in /v1; our paths add it
         key_env = m.api_key_env or spec.key_env
@@ -99,6 +82,10 @@ class RemoteConfig:
                      "model.apiKeyEnv)")
         return cls(m.backend, endpoint, key_env, key, m.remote_model or spec.model, m.fim_prompt,
                    m.request_timeout_ms / 1000, m.retries, error=error)
+
+    @property
+    def service(self) -> Service:
+        return SERVICES[self.backend]
 
     @property
     def label(self) -> str:
@@ -118,34 +105,14 @@ def default_tokenizer():
         return Tokenizer(v3_tokenizer_path())
 
 
-@dataclass
-class RemoteCompletion:
-    text: str
-    tokens: list[int]
-    stats: dict
-
-
-class _NoSessions:
-    """The local engine keeps a KV cache per document; a remote server keeps its own."""
-
-    def drop(self, session: str) -> None:
-        pass
-
-
-class RemoteEngine:
-    """One remote server, one keep-alive HTTP client; the pipeline's engine interface."""
-
-    checkpoint = None
-    draft = None
-    device = "remote"
+class RemoteBackend(Backend):
+    """One remote server, one keep-alive HTTP client."""
 
     def __init__(self, config: RemoteConfig, tokenizer=None, report: Report | None = None,
                  transport: httpx.BaseTransport | None = None):
         self.config = config
         self.tokenizer = tokenizer if tokenizer is not None else default_tokenizer()
         self.report = report
-        self.sessions = _NoSessions()
-        self.spec_k, self.spec_ngram = 4, 3  # set by the server for local engines; unused here
         self.model: str | None = config.model  # for openai without a name: the first one the server lists
         self.models_listed = False  # the server answered GET /v1/models (404 included)
         self.last_error: str | None = None
@@ -156,16 +123,52 @@ class RemoteEngine:
         self.client = httpx.Client(base_url=config.endpoint if config.error is None else "http://invalid",
                                    headers=headers, timeout=httpx.Timeout(config.timeout_s), transport=transport)
 
+    @classmethod
+    def opening_message(cls, settings: Settings) -> str:
+        return f"connecting to the {settings.model.backend} backend"
+
+    @classmethod
+    def reload_key(cls, settings: Settings, model_path: str | None) -> tuple:
+        m = settings.model
+        return ("remote", m.backend, m.endpoint, m.api_key_env, m.remote_model, m.fim_prompt,
+                m.request_timeout_ms, m.retries)
+
+    @classmethod
+    def planned_label(cls, settings: Settings, model_path: str | None) -> str:
+        m = settings.model
+        return f"{m.backend}:{m.remote_model}" if m.remote_model else m.backend
+
+    @classmethod
+    def open(cls, settings: Settings, model_path: str | None = None, report: Report | None = None,
+             log: Log | None = None) -> RemoteBackend:
+        """The client of settings.model; raises only without a tokenizer for the context budgets."""
+        return cls(RemoteConfig.from_settings(settings.model), report=report)
+
+    def check_health(self) -> str | None:
+        try:
+            self.check()
+            error = None
+        except RemoteError as exc:
+            error = exc.message
+        except Exception as exc:  # whatever happens, the status must leave "loading"
+            error = f"{self.config.label}: {type(exc).__name__}: {exc}"
+        self.last_error = error
+        return error
+
     @property
     def path(self) -> str:
-        return BACKENDS[self.config.backend].path
+        return self.config.service.path
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.backend}:{self.model}" if self.model else self.config.backend
+
+    @property
+    def model_name(self) -> str | None:
+        return self.model
 
     def describe(self) -> str:
         return f"{self.config.backend} backend: {self.model or 'the served model'} at {self.config.endpoint}"
-
-    def info(self) -> dict:
-        return {"backend": self.config.backend, "endpoint": self.config.endpoint, "model": self.model,
-                "tokenizer": str(getattr(self.tokenizer, "path", ""))}
 
     def close(self) -> None:
         self.client.close()
@@ -234,7 +237,7 @@ class RemoteEngine:
         message = f"{c.label}: {status} {phrase} from {c.endpoint}" + (f": {detail}" if detail else "")
         if status == 404:
             message += " (is model.endpoint or model.remoteModel wrong?)"
-        if status == 400 and "suffix" in detail.lower() and c.backend == "openai":
+        if status == 400 and "suffix" in detail.lower() and c.service.token_prompts:
             message += " (this server refuses 'suffix': set model.fimPrompt to \"tokens\")"
         retry_after = None
         if status == 429:
@@ -251,7 +254,7 @@ class RemoteEngine:
         body: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "stream": True}
         if self.model:
             body["model"] = self.model
-        if self.config.backend == "openai" and self.config.fim_prompt == "tokens":
+        if self.config.service.token_prompts and self.config.fim_prompt == "tokens":
             body["prompt"] = self.tokenizer.encode_fim(prefix, suffix)
         else:
             body["prompt"], body["suffix"] = prefix, suffix
@@ -260,271 +263,23 @@ class RemoteEngine:
         if stops:
             body["stop"] = list(stops)
         if seed is not None:
-            body["random_seed" if self.config.backend == "mistral" else "seed"] = seed
+            body[self.config.service.seed_field] = seed
         return body
 
-    def stream(self, prefix: str, suffix: str = "", max_tokens: int = 64, temperature: float = 0.0,
-               top_k: int = 0, top_p: float = 1.0, stop: list[str] | tuple[str, ...] | None = None,
-               stop_fn: StopFn | None = None, deadline: float | None = None,
-               cancelled: Callable[[], bool] | None = None, session: str | None = None, seed: int | None = None,
-               speculative: str | None = None) -> RemoteGeneration:
+    def stream(self, prefix: str, suffix: str = "", *, max_tokens: int = 64, temperature: float = 0.0,
+               top_p: float = 1.0, stop: list[str] | tuple[str, ...] | None = None, stop_fn: StopFn | None = None,
+               deadline: float | None = None, cancelled: Callable[[], bool] | None = None,
+               session: str | None = None, seed: int | None = None, speculative: str | None = None,
+               **ignored: Any) -> RemoteGeneration:
         """Iterate for text pieces; afterwards `.text` and `.stats` hold the completion.
 
-        top_k, session and speculative exist for the local engine's signature; the server decides those.
+        session and speculative (and top_k) are the local engine's; the server decides those.
         """
-        stops = tuple(s for s in stop or () if s)
-        return RemoteGeneration(self, prefix, suffix, self.body(prefix, suffix, max_tokens, temperature, top_p,
-                                                                stops, seed),
-                                stops, stop_fn, deadline, cancelled)
+        from engine.stopping import StopRule  # the engine package imports torch: not at server start
 
-    def complete(self, prefix: str, suffix: str = "", **kwargs) -> RemoteCompletion:
-        gen = self.stream(prefix, suffix, **kwargs)
-        for _ in gen:
-            pass
-        return RemoteCompletion(gen.text, [], gen.stats)
-
-
-class RemoteGeneration:
-    """One streamed request; iterate for text pieces, then read `text`, `tokens` (always empty) and `stats`."""
-
-    def __init__(self, engine: RemoteEngine, prefix: str, suffix: str, body: dict, stops: tuple[str, ...],
-                 stop_fn: StopFn | None, deadline: float | None, cancelled: Callable[[], bool] | None):
-        self.engine, self.prefix, self.suffix, self.body = engine, prefix, suffix, body
-        self.stops, self.stop_fn, self.deadline, self.cancelled = stops, stop_fn, deadline, cancelled
-        self.text, self.tokens = "", []
-        self.stats: dict = {"prompt_tokens": 0, "reused_tokens": 0, "prefill_ms": 0.0, "decode_ms": 0.0,
-                            "generated_tokens": 0, "drafted_tokens": 0, "accepted_tokens": 0,
-                            "stop_reason": None, "backend": engine.config.backend}
-        self.requests = 0  # HTTP attempts made, retries included
-        self._stop = threading.Event()
-        self._sock: socket.socket | None = None
-        self._ended = False  # the reader has read the whole response: the connection may be reused
-
-    def __iter__(self) -> Iterator[str]:
-        events: queue.Queue = queue.Queue()
-        started = time.perf_counter()
-        first: float | None = None
-        raw, emitted, pieces, opened = "", 0, 0, False
-        reason, error, usage = "abandoned", None, None  # "abandoned" until the loop ends by itself
-        hold_all = self.stop_fn is not None
-        if self.engine.config.error:
-            events.put(("error", RemoteError(self.engine.config.error)))
-        else:
-            threading.Thread(target=self._read, args=(events,), name="remote-read", daemon=True).start()
-        try:
-            while True:
-                if self.cancelled is not None and self.cancelled():
-                    reason = "cancelled"
-                    break
-                wait = POLL_S
-                if self.deadline is not None:
-                    left = self.deadline - time.monotonic()
-                    if left <= 0:
-                        reason = "deadline"
-                        if not opened:  # not even the response's headers: the server is down or stuck
-                            ms = (time.perf_counter() - started) * 1000
-                            error = RemoteError(f"{self.engine.config.label}: no answer from "
-                                                f"{self.engine.config.endpoint} within {ms:.0f} ms "
-                                                "(completion.timeoutMs)")
-                        break
-                    wait = min(wait, left)
-                try:
-                    kind, value = events.get(timeout=wait)
-                except queue.Empty:
-                    continue
-                if kind == "open":
-                    opened = True
-                    continue
-                if kind == "error":
-                    reason, error = "error", value
-                    break
-                if kind == "done":
-                    finish, usage = value
-                    reason = FINISH.get(finish, "eos")
-                    break
-                if first is None:
-                    first = time.perf_counter()
-                pieces += 1
-                raw += value
-                cut = self._cut(raw)
-                if cut is not None:
-                    raw, reason = raw[:cut], "stop"
-                    break
-                safe = emitted if hold_all else len(raw) - held_back(raw, self.stops)
-                if safe > emitted:
-                    yield raw[emitted:safe]
-                    emitted = safe
-            if reason != "error" and len(raw) > emitted:
-                yield raw[emitted:]
-        finally:
-            self._stop.set()
-            if reason not in ("eos", "max_tokens"):
-                self._abort()
-            self.text = raw
-            self._finish(reason, error, usage, started, first, pieces)
-
-    def _cut(self, raw: str) -> int | None:
-        cuts = [i for s in self.stops if (i := raw.find(s)) >= 0]
-        if self.stop_fn is not None:
-            keep = self.stop_fn(raw)
-            if keep is not None:
-                cuts.append(keep)
-        return min(cuts) if cuts else None
-
-    def _finish(self, reason: str, error: RemoteError | None, usage: dict | None, started: float,
-                first: float | None, pieces: int) -> None:
-        now = time.perf_counter()
-        s = self.stats
-        s["stop_reason"] = "error" if error is not None else reason
-        s["prefill_ms"] = ((first or now) - started) * 1000.0  # time to the first text: queue, prefill, network
-        s["decode_ms"] = (now - first) * 1000.0 if first else 0.0
-        usage = usage or {}
-        s["generated_tokens"] = usage.get("completion_tokens") or pieces  # a streamed piece is about one token
-        s["prompt_tokens"] = usage.get("prompt_tokens") or self._count_prompt()
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        s["reused_tokens"] = cached if isinstance(cached, int) else 0
-        if error is not None:
-            s["error"] = error.message
-            self.engine.note(error.message)
-        elif reason in ("eos", "max_tokens", "stop") or (reason == "deadline" and first is not None):
-            self.engine.note(None)
-
-    def _count_prompt(self) -> int:
-        prompt = self.body.get("prompt")
-        if isinstance(prompt, list):
-            return len(prompt)
-        try:
-            return len(self.engine.tokenizer.encode_fim(self.prefix, self.suffix))
-        except ValueError:  # a tokenizer without FIM tokens
-            return 0
-
-    def _abort(self) -> None:
-        """Close the connection under a reader blocked in recv (close() alone would not wake it)."""
-        sock = self._sock
-        if sock is not None and not self._ended:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    # -- the reader thread --------------------------------------------------------------------------
-
-    def _timeout(self) -> httpx.Timeout:
-        """The request timeout, shortened to just past the deadline: a reader still waiting for the
-        headers when its caller has given up (no socket to shut down yet) then ends soon too."""
-        seconds = self.engine.config.timeout_s
-        if self.deadline is not None:
-            seconds = min(seconds, max(0.1, self.deadline - time.monotonic() + 0.5))
-        return httpx.Timeout(seconds)
-
-    def _read(self, events: queue.Queue) -> None:
-        """POST with retries (connection errors, 429 and 5xx, before any text), then stream the events."""
-        eng, config = self.engine, self.engine.config
-        if "model" not in self.body and not eng.models_listed:  # the server was down when we connected
-            try:
-                eng.list_models()
-            except RemoteError:
-                pass  # the completion request fails the same way, with retries
-            if eng.model:
-                self.body["model"] = eng.model
-        for attempt in range(config.retries + 1):
-            if self._stop.is_set():
-                return
-            opened = False
-            try:
-                self.requests += 1
-                with eng.client.stream("POST", eng.path, json=self.body, timeout=self._timeout()) as response:
-                    if response.status_code != 200:
-                        raise eng.http_error(response.status_code, response.read()[:8192], response.headers)
-                    self._sock = network_socket(response)
-                    if self._stop.is_set():
-                        return  # the caller gave up while the server answered
-                    opened = True
-                    events.put(("open", None))
-                    for event in parse_sse(response.iter_lines()):
-                        if self._stop.is_set():
-                            return  # leaving the block unread closes the connection
-                        events.put(event)
-                    self._ended = True
-                    return
-            except RemoteError as exc:
-                error = exc
-            except httpx.HTTPError as exc:
-                error = eng.transport_error(exc)
-            except Exception as exc:  # a broken stream must reach the caller as an error, never hang it
-                error = RemoteError(f"{config.label}: {type(exc).__name__}: {exc}")
-            if self._stop.is_set():
-                return
-            retry = error.retryable and not opened and attempt < config.retries
-            delay = backoff(config.backoff_s, attempt, error.retry_after)
-            if retry and self.deadline is not None and time.monotonic() + delay >= self.deadline:
-                retry = False  # the answer would come too late anyway
-            if not retry:
-                events.put(("error", error))
-                return
-            if self._stop.wait(delay):
-                return
-
-
-def backoff(base_s: float, attempt: int, retry_after: float | None = None) -> float:
-    """Seconds before retry number attempt + 1: base, 2 base, 4 base...; at least what Retry-After asks,
-    capped at 10 s."""
-    return min(10.0, max(base_s * 2 ** attempt, retry_after or 0.0))
-
-
-def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    """("text", piece) for each streamed piece, then ("done", (finish_reason, usage)); raises RemoteError.
-
-    Accepts both chunk shapes: choices[0].delta.content (Mistral FIM, chat) and choices[0].text (OpenAI
-    completions), so a server that answers either way works with either backend.
-    """
-    finish, usage = None, None
-    for line in lines:
-        if not line.startswith("data:"):
-            continue  # blank separators, comments (": ping"), event:/id: fields
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise RemoteError(f"the server sent an event that is not JSON: {data[:80]!r}") from None
-        if not isinstance(chunk, dict):
-            continue
-        if chunk.get("error"):
-            raise RemoteError(f"the server reported an error while streaming: {error_detail(data.encode())}")
-        if isinstance(chunk.get("usage"), dict):
-            usage = chunk["usage"]
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            continue
-        choice = choices[0]
-        text = choice.get("text")
-        if text is None:
-            text = (choice.get("delta") or {}).get("content")
-        if isinstance(text, list):  # content parts
-            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
-        if isinstance(text, str) and text:
-            yield "text", text
-        finish = choice.get("finish_reason") or finish
-    yield "done", (finish, usage)
-
-
-def error_detail(body: bytes) -> str:
-    """The message of an error body: {"error": {"message"}}, {"message"}, {"detail"}, or the text itself."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text[:300]
-    if isinstance(data, dict):
-        err = data.get("error")
-        for value in (err.get("message") if isinstance(err, dict) else err, data.get("message"), data.get("detail")):
-            if isinstance(value, str) and value:
-                return value[:300]
-            if value:
-                return json.dumps(value)[:300]
-    return text[:300]
+        rule = StopRule(tuple(stop or ()), stop_fn)
+        body = self.body(prefix, suffix, max_tokens, temperature, top_p, rule.stops, seed)
+        return RemoteGeneration(self, prefix, suffix, body, rule, deadline, cancelled)
 
 
 def is_http_url(text: str) -> bool:
@@ -540,12 +295,4 @@ def first_model(response: httpx.Response) -> str | None:
         data = response.json().get("data") or []
         return data[0]["id"] if data and isinstance(data[0].get("id"), str) else None
     except (ValueError, AttributeError, KeyError, TypeError, IndexError):
-        return None
-
-
-def network_socket(response: httpx.Response) -> socket.socket | None:
-    stream = response.extensions.get("network_stream")
-    try:
-        return stream.get_extra_info("socket") if stream is not None else None
-    except (AttributeError, KeyError):  # a transport without sockets (tests' MockTransport)
         return None

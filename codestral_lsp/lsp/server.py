@@ -1,12 +1,13 @@
-"""The language server: settings, open documents, the model, and the one inference worker.
+"""The language server: settings, open documents, the backend, and the one inference worker.
 
 Features live in `features/`, one module each, registered by `create_server`. This class holds the
-state they share. The model loads on the worker in the background; until it is ready, completion
-requests get an empty answer at once and `codestral/status` says "loading".
+state they share. The backend named by `model.backend` opens on the worker in the background (a
+local model loads, a remote server is asked for its models); until it is ready, completion requests
+get an empty answer at once and `codestral/status` says "loading". Features reach the backend only
+through `self.completer` (pipeline.py); the server never asks which kind of backend it holds.
 
-With `model.backend` "mistral" or "openai" no model is loaded: a `remote.RemoteEngine` stands in for
-the engine, and failed requests (no server, wrong key, timeouts) get an empty answer and put the
-reason in `codestral/status` ("error") until a request works again.
+Failed requests (no server, wrong key, timeouts) get an empty answer and put the reason in
+`codestral/status` ("error") until a request works again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from .. import __version__
+from ..backends import Backend, backend_class, open_backend
 from ..pipeline import Completer, Document
 from ..settings import Settings, parse_settings
 from .documents import DocumentStore
@@ -38,12 +40,12 @@ class CodestralServer(LanguageServer):
         self.settings = Settings()
         self.scheduler = Scheduler()
         self.documents = DocumentStore()
-        self.engine = None
+        self.backend: Backend | None = None
         self.completer: Completer | None = None
         self.state, self.state_message = "loading", "starting"
         self.last_latency_ms: float | None = None
         self.loaded_message = ""
-        self.backend_error: str | None = None  # why the remote backend fails, while it does
+        self.backend_error: str | None = None  # why the backend's requests fail, while they do
         self._last_latency_sent = 0.0  # when a completion's latency was last reported
         self._loaded_key: tuple | None = None
 
@@ -56,104 +58,91 @@ class CodestralServer(LanguageServer):
             self.show(f"codestral settings: {problem}", types.MessageType.Warning)
         self.settings = settings
         if self.completer is not None:
-            self.completer.settings = settings
-            self.completer.recent.clear()  # suggestions made under the old settings
-        if self.engine is not None:
-            self.engine.spec_k, self.engine.spec_ngram = settings.speculative.k, settings.speculative.ngram
+            self.completer.use_settings(settings)
         if self._loaded_key is not None and self._loaded_key != self.model_key():
             self.start_loading()
-        elif self.engine is not None:
+        elif self.backend is not None:
             self.set_status(*self.ready_status())
 
     def model_key(self) -> tuple:
-        m = self.settings.model
-        if m.backend != "local":
-            return ("remote", m.backend, m.endpoint, m.api_key_env, m.remote_model, m.fim_prompt,
-                    m.request_timeout_ms, m.retries)
-        return (self.cli_model_path or m.path, m.device, m.dtype, m.quantize, self.settings.cache.sessions,
-                self.settings.cache.memory_mb, self.settings.speculative.draft_path, self.settings.speculative.mode)
+        """The settings the backend was opened with; when they change, it opens again."""
+        kind = backend_class(self.settings)
+        return (kind.__name__, *kind.reload_key(self.settings, self.cli_model_path))
 
-    # -- model ------------------------------------------------------------------------------------------
+    # -- the backend --------------------------------------------------------------------------------
 
     def start_loading(self) -> None:
         key = self.model_key()
         self._loaded_key = key
-        old, self.engine, self.completer = self.engine, None, None
+        old, self.backend, self.completer = self.backend, None, None
         self.backend_error = None
         self._loop = asyncio.get_running_loop()
-        if hasattr(old, "close"):  # a remote client: closed after the work already queued for it
+        if old is not None:  # closed after the work already queued for it
             self.scheduler.submit_blocking(old.close)
-        model = self.settings.model
-        if model.backend != "local":
-            self.set_status("loading", f"connecting to the {model.backend} backend")
-            self.scheduler.submit_blocking(lambda: self._connect(key, model))
-            return
-        self.set_status("loading", "loading the model")
+        kind, settings = backend_class(self.settings), self.settings
+        message = kind.opening_message(settings)
+        self.set_status("loading", message)
         token = f"codestral-load-{time.monotonic_ns()}"
-        progress = self._begin_progress(token)
-        self.scheduler.submit_blocking(lambda: self._load(key, token if progress else None))
+        progress = kind.shows_progress and self._begin_progress(token, message)
+        self.scheduler.submit_blocking(lambda: self._open(key, settings, token if progress else None))
 
-    def _begin_progress(self, token: str) -> bool:
+    def _begin_progress(self, token: str, message: str) -> bool:
         window = self.client_capabilities.window if self.client_capabilities else None
         if not (window and window.work_done_progress):
             return False
         try:
             self.work_done_progress.create(token)
             self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-                title="Codestral", message="loading the model", cancellable=False))
+                title="Codestral", message=message, cancellable=False))
         except Exception as exc:  # the client refused the token: progress is optional
             log.debug("no progress: %s", exc)
             return False
         return True
 
-    def _load(self, key: tuple, token: str | None) -> None:
-        """On the worker: load, then hand the result to the event loop (transports are not thread-safe)."""
-        from engine import Engine
-
-        path, device, dtype, quantize, sessions, memory_mb, draft_path, spec_mode = key
-        started = time.perf_counter()
+    def _open(self, key: tuple, settings: Settings, token: str | None) -> None:
+        """On the worker: open the backend and check it, then hand it to the event loop (transports are
+        not thread-safe)."""
         try:
-            engine = Engine.load(path, device=device, dtype=dtype, max_sessions=sessions,
-                                 cache_bytes=memory_mb * 2**20, quantize=None if quantize == "none" else quantize)
-            if spec_mode == "draft":
-                engine.attach_draft(draft_path)
-            engine.spec_k, engine.spec_ngram = self.settings.speculative.k, self.settings.speculative.ngram
-        except Exception as exc:  # a missing or corrupt model must not kill the server
-            log.exception("model load failed")
+            backend = open_backend(settings, self.cli_model_path, report=self._from_worker(self._health, key),
+                                   log=self._from_worker(self.log_message))
+        except Exception as exc:  # a missing or corrupt model, no tokenizer: the server must go on
+            log.exception("opening the backend failed")
             self._loop.call_soon_threadsafe(self._load_failed, token, exc)
             return
-        from engine import fused
+        error = backend.check_health()
+        self._loop.call_soon_threadsafe(self._opened, key, token, backend, error)
 
-        if engine.fused_status == fused.NOT_BUILT:  # once per machine: decode in PyTorch until it is ready
-            fused.build_in_background(lambda module: self._fused_built(engine))
-        self._loop.call_soon_threadsafe(self._loaded, key, token, engine, time.perf_counter() - started)
+    def _from_worker(self, method, *args):
+        """method(*args, value), called on the event loop from any thread; dropped once the loop has closed."""
+        loop = self._loop
 
-    def _fused_built(self, engine) -> None:
-        """On the build thread: switch the engine to the fused decode step (a plain attribute swap that a
-        running completion may see between two steps: both steps compute the same values)."""
-        status = engine.use_fused_step()
-        try:
-            self._loop.call_soon_threadsafe(self.log_message, f"codestral: fused decode step: {status}")
-        except RuntimeError:  # the server stopped meanwhile
-            pass
+        def call(value) -> None:
+            try:
+                loop.call_soon_threadsafe(method, *args, value)
+            except RuntimeError:  # the event loop has closed: the server is exiting
+                pass
+
+        return call
 
     def _load_failed(self, token: str | None, exc: Exception) -> None:
         self.set_status("error", f"could not load the model: {exc}")
         self.show(f"codestral: could not load the model: {exc}", types.MessageType.Error)
         self._end_progress(token, "failed")
 
-    def _loaded(self, key: tuple, token: str | None, engine, seconds: float) -> None:
-        if key != self._loaded_key:  # settings changed while loading; a newer load is queued
+    def _opened(self, key: tuple, token: str | None, backend: Backend, error: str | None) -> None:
+        if key != self._loaded_key:  # settings changed meanwhile; a newer one is queued
+            backend.close()
             return
-        self.engine = engine
-        self.completer = Completer(engine, self.settings)
-        name = engine.checkpoint.folder.name if engine.checkpoint else "model"
-        self.loaded_message = f"{name} loaded in {seconds:.1f}s on {engine.device}"
-        fused = engine.fused_status.replace("not built yet", "building")  # see _load
-        # The log line first: a client that sees "ready" has the load's details already.
-        self.log_message(f"codestral: {name} loaded in {seconds:.1f}s ({engine.info()['parameters']:,} parameters, "
-                         f"{engine.dtype}, {engine.device}, fused decode step: {fused})")
+        self.backend, self.backend_error = backend, error
+        backend.configure(self.settings)  # what changed while it opened
+        self.completer = Completer(backend, self.settings)  # requests go on even after an error: it may pass
+        self.loaded_message = backend.describe()
+        opened_log = None if error else backend.opened_log()
+        if opened_log:  # the log line first: a client that sees "ready" has the details already
+            self.log_message(opened_log)
         self.set_status(*self.ready_status())
+        if error:
+            self.show(f"codestral: {error}", types.MessageType.Error)
         self._end_progress(token, "ready")
 
     def ready_status(self) -> tuple[str, str]:
@@ -163,53 +152,9 @@ class CodestralServer(LanguageServer):
             return "error", self.backend_error
         return "ready", self.loaded_message
 
-    # -- remote backends -----------------------------------------------------------------------------
-
-    def _connect(self, key: tuple, model) -> None:
-        """On the worker: make the remote client and ask the server for its models (reachable? key accepted?)."""
-        from ..backends.remote import RemoteConfig, RemoteEngine, RemoteError
-
-        loop = self._loop
-
-        def report(error: str | None) -> None:
-            try:
-                loop.call_soon_threadsafe(self._remote_health, key, error)
-            except RuntimeError:  # the event loop has closed: the server is exiting
-                pass
-
-        try:
-            engine = RemoteEngine(RemoteConfig.from_settings(model), report=report)
-        except Exception as exc:  # no tokenizer for the context budgets
-            log.exception("remote backend setup failed")
-            loop.call_soon_threadsafe(self._load_failed, None, exc)
-            return
-        try:
-            engine.check()
-            error = None
-        except RemoteError as exc:
-            error = exc.message
-        except Exception as exc:  # whatever happens, the status must leave "loading"
-            log.exception("remote backend check failed")
-            error = f"{model.backend} backend: {type(exc).__name__}: {exc}"
-        engine.last_error = error
-        loop.call_soon_threadsafe(self._connected, key, engine, error)
-
-    def _connected(self, key: tuple, engine, error: str | None) -> None:
-        if key != self._loaded_key:  # settings changed meanwhile; a newer connection is queued
-            engine.close()
-            return
-        self.engine, self.backend_error = engine, error
-        self.completer = Completer(engine, self.settings)  # requests go on even after an error: it may pass
-        self.loaded_message = engine.describe()
-        self.set_status(*self.ready_status())
-        if error:
-            self.show(f"codestral: {error}", types.MessageType.Error)
-        else:
-            self.log_message(f"codestral: using the {self.loaded_message}")
-
-    def _remote_health(self, key: tuple, error: str | None) -> None:
-        """A request of the current remote engine started failing, or worked again after failing."""
-        if key != self._loaded_key or self.engine is None:
+    def _health(self, key: tuple, error: str | None) -> None:
+        """A request of the current backend started failing, or worked again after failing."""
+        if key != self._loaded_key or self.backend is None:
             return
         self.backend_error = error
         self.set_status(*self.ready_status())
@@ -254,11 +199,9 @@ class CodestralServer(LanguageServer):
                                       "model": self.status_model()})
 
     def status_model(self) -> str:
-        m = self.settings.model
-        if m.backend != "local":
-            name = getattr(self.engine, "model", None) or m.remote_model
-            return f"{m.backend}:{name}" if name else m.backend
-        return self.cli_model_path or m.path or "embedded"
+        if self.backend is not None:
+            return self.backend.label
+        return backend_class(self.settings).planned_label(self.settings, self.cli_model_path)
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))

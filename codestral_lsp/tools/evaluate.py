@@ -82,7 +82,7 @@ def evaluate(completer: Completer, records: list[dict], execute: bool = False, p
             return "", offset, result.latency_ms
         return result.suggestion.text, result.suggestion.replace_end, result.latency_ms
 
-    model = str(completer.engine.checkpoint.folder) if completer.engine.checkpoint else None
+    model = completer.backend.model_name
     return score(records, complete, execute, progress, model, with_completions)
 
 

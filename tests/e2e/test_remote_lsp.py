@@ -299,7 +299,7 @@ async def test_llama_cpp_server_as_a_third_party_peer(client: LanguageClient, ll
     assert shown >= 1
     assert client.status_log[-1]["state"] == "ready", client.status_log[-1]
 
-    from codestral_lsp.backends.remote import RemoteConfig, RemoteEngine
+    from codestral_lsp.backends.remote import RemoteBackend as RemoteEngine, RemoteConfig
     from codestral_lsp.settings import parse_settings
 
     config = RemoteConfig.from_settings(parse_settings({"model": {"backend": "openai", "endpoint": llama_url}})[0]

@@ -16,14 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from codestral_lsp.backends.remote import (
-    RemoteConfig,
-    RemoteEngine,
-    RemoteError,
-    backoff,
-    default_tokenizer,
-    parse_sse,
-)
+from codestral_lsp.backends.remote import RemoteBackend as RemoteEngine
+from codestral_lsp.backends.remote import RemoteConfig, default_tokenizer
+from codestral_lsp.backends.remote_stream import RemoteError, backoff, parse_sse
 from codestral_lsp.lsp.scheduler import Scheduler
 from codestral_lsp.settings import parse_settings
 
@@ -362,7 +357,7 @@ def test_code_action_calls_work(tokenizer, fake):
     out = eng.complete("def sq(x):\n    ", "\n", max_tokens=96, stop_fn=lambda t: t.find("\n") if "\n" in t else None,
                        session="file:///a.py", cancelled=lambda: False)
     assert out.text == "return x * x"
-    eng.sessions.drop("file:///a.py")
+    eng.forget("file:///a.py")
 
 
 def test_sse_parsing_accepts_both_shapes_and_reports_error_events():

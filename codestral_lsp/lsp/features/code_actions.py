@@ -26,6 +26,7 @@ from ..documents import PositionError
 from ..scheduler import Superseded
 
 if TYPE_CHECKING:
+    from ...pipeline import Completer
     from ..server import CodestralServer
 
 DEF = re.compile(r"^(?P<indent>[ \t]*)(async\s+)?def\s+(?P<name>\w+)")
@@ -86,12 +87,12 @@ def line_end(text: str, starts: list[int], k: int) -> int:
     return end
 
 
-def fill(engine, text: str, stub: Stub, session: str, cancelled, max_tokens: int = 256) -> str:
+def fill(completer: Completer, text: str, stub: Stub, session: str, cancelled, max_tokens: int = 256) -> str:
     """Generate the text for a stub with FIM: the body up to the end of its block, or a docstring."""
     if stub.kind == "docstring":
         prefix = text[: stub.start] + stub.indent + '"""'
-        out = engine.complete(prefix, '"""\n' + text[stub.start:], max_tokens=96, stop=['"""'],
-                              session=session, cancelled=cancelled).text
+        out = completer.fill(prefix, '"""\n' + text[stub.start:], max_tokens=96, stop=['"""'],
+                             session=session, cancelled=cancelled).text
         return f'{stub.indent}"""{out.strip()}"""\n' if out.strip() else ""
     prefix = text[: stub.start] + stub.indent
     suffix = text[stub.end:]
@@ -105,8 +106,8 @@ def fill(engine, text: str, stub: Stub, session: str, cancelled, max_tokens: int
             offset += len(line)
         return None
 
-    out = engine.complete(prefix, suffix, max_tokens=max_tokens, stop_fn=block_end, session=session,
-                          cancelled=cancelled).text
+    out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=block_end, session=session,
+                         cancelled=cancelled).text
     return (stub.indent + out).rstrip() if out.strip() else ""
 
 
@@ -167,7 +168,7 @@ def as_comment(text: str, language: str, indent: str, width: int = 88) -> str:
     return "".join(line + "\n" for line in out)
 
 
-def instruct_edit(engine, text: str, kind: str, start: int, end: int, language: str,
+def instruct_edit(completer: Completer, text: str, kind: str, start: int, end: int, language: str,
                   cancelled=None, max_tokens: int = 512) -> tuple[int, int, str] | None:
     """Ask the instruct model and turn its answer into (start, end, new text) for the document, or None.
 
@@ -175,7 +176,7 @@ def instruct_edit(engine, text: str, kind: str, start: int, end: int, language: 
     replaced (its trailing line break kept); tests: the code appended after the document's end.
     """
     code = text[start:end]
-    answer = engine.chat(instruct_turns(kind, language, code), max_tokens=max_tokens, cancelled=cancelled).text
+    answer = completer.chat(instruct_turns(kind, language, code), max_tokens=max_tokens, cancelled=cancelled).text
     if not answer.strip():
         return None
     if kind == "explain":
@@ -197,7 +198,7 @@ def register(server: CodestralServer) -> None:
         code_action_kinds=[types.CodeActionKind.RefactorRewrite], resolve_provider=True))
     def code_action(ls: CodestralServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         doc = ls.documents.get(params.text_document.uri)
-        if doc is None or ls.engine is None:
+        if doc is None or ls.completer is None:
             return []
         starts = doc.line_starts
         lines = [doc.line_text(k) for k in range(len(starts))]
@@ -213,7 +214,7 @@ def register(server: CodestralServer) -> None:
             data = {"uri": doc.uri, "version": doc.version, "kind": stub.kind, "name": stub.name,
                     "start": stub.start, "end": stub.end, "indent": stub.indent}
             actions.append(types.CodeAction(title=title, kind=types.CodeActionKind.RefactorRewrite, data=data))
-        if getattr(ls.engine, "instruct", False) and params.range.start != params.range.end:
+        if ls.completer.instruct and params.range.start != params.range.end:
             try:
                 start = doc.offset_at(params.range.start, ls.position_encoding)
                 end = doc.offset_at(params.range.end, ls.position_encoding)
@@ -230,19 +231,19 @@ def register(server: CodestralServer) -> None:
     async def resolve(ls: CodestralServer, action: types.CodeAction) -> types.CodeAction:
         data = action.data if isinstance(action.data, dict) else {}
         doc = ls.documents.get(data.get("uri", ""))
-        if doc is None or ls.engine is None or doc.version != data.get("version"):
+        if doc is None or ls.completer is None or doc.version != data.get("version"):
             return action  # stale: no edit, the client shows nothing
-        text, engine = doc.text, ls.engine
+        text, completer = doc.text, ls.completer
         if data.get("kind") in INSTRUCT_TITLES:
             kind, language = data["kind"], doc.language_id
 
             def work(cancelled):
-                return instruct_edit(engine, text, kind, data["start"], data["end"], language, cancelled)
+                return instruct_edit(completer, text, kind, data["start"], data["end"], language, cancelled)
         else:
             stub = Stub(data["kind"], data["name"], data["start"], data["end"], data["indent"])
 
             def work(cancelled):
-                new_text = fill(engine, text, stub, doc.uri, cancelled)
+                new_text = fill(completer, text, stub, doc.uri, cancelled)
                 return (stub.start, stub.end, new_text) if new_text else None
         try:
             edit = await ls.scheduler.run(doc.uri, work)

@@ -43,5 +43,4 @@ def register(server: CodestralServer) -> None:
     def did_close(ls: CodestralServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.documents.close(params.text_document.uri)
         if ls.completer is not None:
-            ls.completer.parses.forget(params.text_document.uri)
-            ls.engine.sessions.drop(params.text_document.uri)
+            ls.completer.forget(params.text_document.uri)
