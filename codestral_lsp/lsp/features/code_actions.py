@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from ...context import line_comment, profile
 from ..documents import PositionError
 from ..scheduler import Superseded
 
 if TYPE_CHECKING:
     from ..server import CodestralServer
 
-DEF = re.compile(r"^(?P<indent>[ \t]*)(async\s+)?def\s+(?P<name>\w+)")
 STUB = re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*|#\s*TODO\b.*)\s*$")
 TODO = re.compile(r"^\s*(//|#|--)\s*TODO\b")
 
@@ -43,11 +43,12 @@ class Stub:
     indent: str
 
 
-def python_stubs(text: str, lines: list[str], starts: list[int], first: int, last: int) -> list[Stub]:
-    """Stubs of Python functions whose `def` line is within [first - 20, last]."""
+def definition_stubs(text: str, lines: list[str], starts: list[int], first: int, last: int,
+                     definition: re.Pattern) -> list[Stub]:
+    """Stubs of functions (`definition` lines, as the language's profile says) within [first - 20, last]."""
     found = []
     for i in range(max(0, first - 20), min(last + 1, len(lines))):
-        m = DEF.match(lines[i])
+        m = definition.match(lines[i])
         if not m:
             continue
         j = i
@@ -142,18 +143,13 @@ def code_block(answer: str) -> str:
     return (m.group(1) if m else answer).strip("\n")
 
 
-def comment_prefix(language: str) -> str:
-    return {"python": "#", "lua": "--", "ruby": "#", "shellscript": "#", "yaml": "#", "toml": "#",
-            "r": "#", "perl": "#", "sql": "--", "haskell": "--"}.get(language, "//")
-
-
 def as_comment(text: str, language: str, indent: str, width: int = 88) -> str:
     """Wrap prose into line comments at `indent`, ending with a newline.
 
     >>> as_comment("Adds two numbers.", "python", "    ")
     '    # Adds two numbers.\\n'
     """
-    prefix = f"{indent}{comment_prefix(language)} "
+    prefix = f"{indent}{line_comment(language)} "
     out = []
     for paragraph in text.strip().splitlines():
         words, line = paragraph.split(), ""
@@ -204,8 +200,9 @@ def register(server: CodestralServer) -> None:
         first = min(params.range.start.line, len(lines) - 1)
         last = min(params.range.end.line, len(lines) - 1)
         stubs = todo_stubs(doc.text, lines, starts, first, last)
-        if doc.language_id == "python":
-            stubs = python_stubs(doc.text, lines, starts, first, last) + stubs
+        definition = profile(doc.language_id).definition
+        if definition is not None:
+            stubs = definition_stubs(doc.text, lines, starts, first, last, definition) + stubs
         actions = []
         for stub in stubs:
             title = (f"Codestral: write docstring for {stub.name}" if stub.kind == "docstring"
