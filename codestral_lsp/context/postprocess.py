@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
+from .indentation import detect_indentation
 from .languages import Profile, profile
 from .lines import leading, line_end, line_start, width
 from .parsing import encode
@@ -287,8 +288,9 @@ def bracket_scan(text: str, language_id: str) -> tuple[list[int], list[tuple[int
 # -- clean-up ----------------------------------------------------------------------------------------------
 
 def postprocess(completion: str, text: str, offset: int, language_id: str, mode: str,
-                tab_size: int = 4, insert_spaces: bool = True) -> Suggestion | None:
-    """What to show: the completion trimmed of what the document already has, in the editor's indentation.
+                tab_size: int | None = None, insert_spaces: bool | None = None) -> Suggestion | None:
+    """What to show: the completion trimmed of what the document already has, in the editor's indentation
+    (tab_size and insert_spaces; either one None: as the document is indented).
 
     >>> postprocess("b)", "f(a, )\\n", 5, "python", "single")   # the ")" after the cursor is reused
     Suggestion(text='b)', replace_end=6)
@@ -306,6 +308,10 @@ def postprocess(completion: str, text: str, offset: int, language_id: str, mode:
     lines = [line.rstrip() for line in out.split("\n")]
     if cur.after.strip():
         lines[-1] = out.rsplit("\n", 1)[-1]  # the last line runs into the text after the cursor
+    if tab_size is None or insert_spaces is None:
+        detected = detect_indentation(text)
+        tab_size = detected.tab_size if tab_size is None else tab_size
+        insert_spaces = detected.insert_spaces if insert_spaces is None else insert_spaces
     out = _reindent(_drop_repeated_tail(lines, cur, language_id), tab_size, insert_spaces)
     out = out if cur.after.strip() else out.rstrip()
     if not out.strip():
