@@ -43,8 +43,16 @@ def neovim_filetypes() -> list[str]:
     return re.findall(r'"([^"]+)"', block.group(1))
 
 
+def neovim_documented_filetypes() -> list[str]:
+    doc = (ROOT / "editors/neovim/doc/codestral.txt").read_text()
+    listed = re.search(r"filetypes ~\s*\(`string\[\]`, default: ([^)]*)\)", doc)
+    assert listed, "the filetypes default was not found in the help file"
+    return [x.strip() for x in listed.group(1).split(",")]
+
+
 def test_neovim_attaches_to_every_language_with_a_grammar():
     assert sorted(neovim_filetypes()) == WITH_GRAMMAR
+    assert sorted(neovim_documented_filetypes()) == WITH_GRAMMAR
 
 
 def test_vscode_selects_documents_by_scheme_or_known_languages():
