@@ -9,8 +9,8 @@ context), a block opens after ":" or an open bracket.
     >>> profile("lua").line_comment, profile("cobol") is UNKNOWN, get_language("cobol") is None
     ('--', True, True)
 
-Adding a language: one `Profile` in PROFILES, its snippet in the tests, and its id in the Neovim
-plugin's filetypes when it has a grammar.
+Adding a language: one `Profile` in PROFILES and its tests; with a grammar, also the grammar's
+package in the dependencies and the id in the Neovim plugin's default filetypes and help file.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class Profile:
     definition: re.Pattern | None = None             # a function whose body is an indented block after ":",
     #                                                  groups indent and name: code actions fill its stub body
     #                                                  or write its '"""' docstring
+    stub_body: re.Pattern | None = None              # with `definition`: a line that only stands in for a body
     openers: str = field(init=False, repr=False)
     closers: str = field(init=False, repr=False)
 
@@ -110,6 +111,7 @@ PROFILES: tuple[Profile, ...] = (
     Profile("python", (".py", ".pyi", ".pyw"), ("tree_sitter_python", "language"),
             import_start=_imports(r"(?:import|from)\s"), containers=_containers("module block"),
             definition=re.compile(r"^(?P<indent>[ \t]*)(async\s+)?def\s+(?P<name>\w+)"),
+            stub_body=re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*|#\s*TODO\b.*)\s*$"),
             continuations=frozenset("else elif except finally case".split())),
     _JS,
     replace(_JS, id="javascriptreact", extensions=(".jsx",)),  # the JavaScript grammar parses JSX

@@ -36,6 +36,16 @@ def test_brackets_pair_up(p):
     assert not set(p.openers) & set(p.closers) and not set(p.brackets) & set(p.quotes)
 
 
+def test_every_grammar_is_a_dependency():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages = {p.grammar[0].replace("_", "-") for p in PROFILES if p.grammar}
+    assert [x for x in sorted(packages) if f'"{x}>=' not in pyproject] == []
+
+
+def test_definitions_come_with_their_stub_bodies():
+    assert all((p.definition is None) == (p.stub_body is None) for p in PROFILES)
+
+
 def neovim_filetypes() -> list[str]:
     config = (ROOT / "editors/neovim/lua/codestral/config.lua").read_text()
     block = re.search(r"\n  filetypes = \{(.*?)\n  \},", config, re.S)

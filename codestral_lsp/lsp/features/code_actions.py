@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from ...context import line_comment, profile
+from ...context import Profile, line_comment, profile
 from ..documents import PositionError
 from ..scheduler import Superseded
 
 if TYPE_CHECKING:
     from ..server import CodestralServer
 
-STUB = re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*|#\s*TODO\b.*)\s*$")
 TODO = re.compile(r"^\s*(//|#|--)\s*TODO\b")
 
 
@@ -44,11 +43,11 @@ class Stub:
 
 
 def definition_stubs(text: str, lines: list[str], starts: list[int], first: int, last: int,
-                     definition: re.Pattern) -> list[Stub]:
-    """Stubs of functions (`definition` lines, as the language's profile says) within [first - 20, last]."""
+                     language: Profile) -> list[Stub]:
+    """Stubs of functions (`language.definition` lines) whose definition line is within [first - 20, last]."""
     found = []
     for i in range(max(0, first - 20), min(last + 1, len(lines))):
-        m = definition.match(lines[i])
+        m = language.definition.match(lines[i])
         if not m:
             continue
         j = i
@@ -67,7 +66,7 @@ def definition_stubs(text: str, lines: list[str], starts: list[int], first: int,
         has_doc = lines[block[0]].lstrip().startswith(('"""', "'''", 'r"""'))
         statements = [k for k in block if not lines[k].lstrip().startswith(('"""', "'''"))] if has_doc else block
         name = m.group("name")
-        if statements and all(STUB.match(lines[k]) for k in statements) and len(statements) <= 2:
+        if statements and all(language.stub_body.match(lines[k]) for k in statements) and len(statements) <= 2:
             found.append(Stub("body", name, starts[statements[0]], line_end(text, starts, statements[-1]), indent))
         if not has_doc and i <= last:
             found.append(Stub("docstring", name, starts[j + 1], starts[j + 1], indent))
@@ -200,9 +199,9 @@ def register(server: CodestralServer) -> None:
         first = min(params.range.start.line, len(lines) - 1)
         last = min(params.range.end.line, len(lines) - 1)
         stubs = todo_stubs(doc.text, lines, starts, first, last)
-        definition = profile(doc.language_id).definition
-        if definition is not None:
-            stubs = definition_stubs(doc.text, lines, starts, first, last, definition) + stubs
+        language = profile(doc.language_id)
+        if language.definition is not None:
+            stubs = definition_stubs(doc.text, lines, starts, first, last, language) + stubs
         actions = []
         for stub in stubs:
             title = (f"Codestral: write docstring for {stub.name}" if stub.kind == "docstring"
