@@ -308,11 +308,9 @@ def postprocess(completion: str, text: str, offset: int, language_id: str, mode:
     lines = [line.rstrip() for line in out.split("\n")]
     if cur.after.strip():
         lines[-1] = out.rsplit("\n", 1)[-1]  # the last line runs into the text after the cursor
-    if tab_size is None or insert_spaces is None:
-        detected = detect_indentation(text)
-        tab_size = detected.tab_size if tab_size is None else tab_size
-        insert_spaces = detected.insert_spaces if insert_spaces is None else insert_spaces
-    out = _reindent(_drop_repeated_tail(lines, cur, language_id), tab_size, insert_spaces)
+    out = _drop_repeated_tail(lines, cur, language_id)
+    if "\n" in out:  # only the lines after the first are re-indented
+        out = _reindent(out, *_indentation(text, tab_size, insert_spaces))
     out = out if cur.after.strip() else out.rstrip()
     if not out.strip():
         return None
@@ -348,6 +346,15 @@ def _drop_repeated_tail(lines: list[str], cur: _Cursor, language_id: str) -> str
         if lines[i].strip() and tail == below[:len(tail)] and not own:
             return "\n".join(lines[:i]).rstrip()
     return out
+
+
+def _indentation(text: str, tab_size: int | None, insert_spaces: bool | None) -> tuple[int, bool]:
+    """The editor's settings where given, else the document's."""
+    if tab_size is None or insert_spaces is None:
+        detected = detect_indentation(text)
+        tab_size = detected.tab_size if tab_size is None else tab_size
+        insert_spaces = detected.insert_spaces if insert_spaces is None else insert_spaces
+    return tab_size, insert_spaces
 
 
 def _reindent(out: str, tab_size: int, insert_spaces: bool) -> str:
