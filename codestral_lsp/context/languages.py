@@ -29,10 +29,6 @@ from tree_sitter import Language
 log = logging.getLogger(__name__)
 
 
-def _opener(pattern: str) -> re.Pattern:
-    return re.compile(pattern)
-
-
 def _imports(pattern: str) -> re.Pattern:
     """An import statement starts in column 0 with `pattern`."""
     return re.compile(rf"^(?:{pattern})", re.MULTILINE)
@@ -50,10 +46,11 @@ def _unfinished_char_literal(gen: str, closer: int) -> bool:
 
 
 # Block openers: searched in a line's code (comment removed, right-stripped).
-COLON_BLOCKS = _opener(r"[{(\[:]$")
-BRACE_BLOCKS = _opener(r"[{(\[]$|=>$|^\s*(?:case\b.*|default\s*):$")
-LUA_BLOCKS = _opener(r"[{(\[:]$|\b(?:then|do|else|repeat)$|\bfunction\b.*\)$")
+COLON_BLOCKS = re.compile(r"[{(\[:]$")
+BRACE_BLOCKS = re.compile(r"[{(\[]$|=>$|^\s*(?:case\b.*|default\s*):$")
+LUA_BLOCKS = re.compile(r"[{(\[:]$|\b(?:then|do|else|repeat)$|\bfunction\b.*\)$")
 
+# Languages without a profile: the continuations of all of them (and "when" of Ruby and Kotlin).
 EVERY_CONTINUATION = frozenset("else elif except finally catch end until elseif case default when".split())
 
 
