@@ -131,8 +131,9 @@ class Completer:
                           s.completion.suffix_tokens, self._count, tree=tree, header=header)
 
     def complete(self, doc: Document, offset: int, others: list[Document] = (),
-                 cancelled: Callable[[], bool] | None = None, tab_size: int = 4, insert_spaces: bool = True,
-                 use_recent: bool = True) -> Result:
+                 cancelled: Callable[[], bool] | None = None, tab_size: int | None = None,
+                 insert_spaces: bool | None = None, use_recent: bool = True) -> Result:
+        """The suggestion at `offset`; tab_size and insert_spaces are the editor's, None: the document's."""
         start = time.perf_counter()
         if use_recent:
             hit = self.recent.lookup(doc.text, offset)

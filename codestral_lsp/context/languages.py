@@ -1,75 +1,165 @@
-"""Language registry and parse cache: LSP languageId or file name -> tree-sitter grammar, loaded lazily.
+"""Everything the server knows about a language, one `Profile` each, looked up by LSP languageId.
+
+The rest of the server reads profiles and never names a language. A languageId without a profile
+gets `UNKNOWN`, whose fields are the defaults of `Profile`: "#" comments, no grammar (line-based
+context), a block opens after ":" or an open bracket.
 
     >>> language_id_for_path("file:///src/app/Main.TSX")
     'typescriptreact'
-    >>> get_language("cobol") is None   # unknown: callers fall back to line-based logic
-    True
+    >>> profile("lua").line_comment, profile("cobol") is UNKNOWN, get_language("cobol") is None
+    ('--', True, True)
 
-Trees are parsed from the UTF-8 bytes of the text, so their points are (row, byte column); rows
-count "\\n" only, which is what `str.count("\\n")` counts too.
+Adding a language: one `Profile` in PROFILES and its tests; with a grammar, also the grammar's
+package in the dependencies and the id in the Neovim plugin's default filetypes and help file.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import PurePosixPath
+from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-from tree_sitter import Language, Parser, Tree
+from tree_sitter import Language
 
 log = logging.getLogger(__name__)
 
-# languageId -> (grammar module, function returning the language pointer)
-GRAMMARS: dict[str, tuple[str, str]] = {
-    "python": ("tree_sitter_python", "language"),
-    "javascript": ("tree_sitter_javascript", "language"),
-    "javascriptreact": ("tree_sitter_javascript", "language"),  # the JavaScript grammar parses JSX
-    "typescript": ("tree_sitter_typescript", "language_typescript"),
-    "typescriptreact": ("tree_sitter_typescript", "language_tsx"),
-    "rust": ("tree_sitter_rust", "language"),
-    "go": ("tree_sitter_go", "language"),
-    "java": ("tree_sitter_java", "language"),
-    "c": ("tree_sitter_c", "language"),
-    "cpp": ("tree_sitter_cpp", "language"),
-    "lua": ("tree_sitter_lua", "language"),
-}
 
-EXTENSIONS: dict[str, str] = {
-    ".py": "python", ".pyi": "python", ".pyw": "python",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascriptreact",
-    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript", ".tsx": "typescriptreact",
-    ".rs": "rust", ".go": "go", ".java": "java", ".lua": "lua",
-    ".c": "c", ".h": "c",
-    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".c++": "cpp", ".hh": "cpp", ".hpp": "cpp", ".hxx": "cpp",
-}
+def _imports(pattern: str) -> re.Pattern:
+    """An import statement starts in column 0 with `pattern`."""
+    return re.compile(rf"^(?:{pattern})", re.MULTILINE)
 
-# Languages whose files may lend each other snippets (neighbours.py); others stand alone.
-FAMILIES: dict[str, str] = {
-    "javascript": "js", "javascriptreact": "js", "typescript": "js", "typescriptreact": "js",
-    "c": "c", "cpp": "c",
-}
 
-LINE_COMMENTS: dict[str, str] = {"python": "#", "lua": "--"}
+def _containers(names: str) -> frozenset[str]:
+    """Node types whose named children are statements; ERROR too, so that statements swallowed by
+    error recovery stay cut points."""
+    return frozenset(names.split()) | {"ERROR"}
+
+
+def _unfinished_char_literal(gen: str, closer: int) -> bool:
+    """A closer that ends the text right after "'" may be the inside of a char literal '}' still being written."""
+    return closer == len(gen) - 1 and gen[closer - 1:closer] == "'"
+
+
+# Block openers: searched in a line's code (comment removed, right-stripped).
+COLON_BLOCKS = re.compile(r"[{(\[:]$")
+BRACE_BLOCKS = re.compile(r"[{(\[]$|=>$|^\s*(?:case\b.*|default\s*):$")
+LUA_BLOCKS = re.compile(r"[{(\[:]$|\b(?:then|do|else|repeat)$|\bfunction\b.*\)$")
+
+# Languages without a profile: the continuations of all of them (and "when" of Ruby and Kotlin).
+EVERY_CONTINUATION = frozenset("else elif except finally catch end until elseif case default when".split())
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One language. Every default is what a language without a profile gets."""
+    id: str                                          # LSP languageId, also the Neovim filetype
+    extensions: tuple[str, ...] = ()                 # file name suffixes, lower case
+    grammar: tuple[str, str] | None = None           # tree-sitter (module, function returning the language)
+    family: str = ""                                 # languages of a family lend each other snippets; "" = alone
+    line_comment: str = "#"
+    block_opener: re.Pattern = COLON_BLOCKS          # a line of code after which a block body starts
+    containers: frozenset[str] = _containers("")     # grammar node types whose named children are statements
+    brackets: str = "()[]{}"                         # opener, closer pairs
+    quotes: str = "\"'`"                             # characters that open and close a string within a line
+    char_literal: re.Pattern | None = None           # where "'" is no quote but starts a char literal ('x', '\n')
+    import_start: re.Pattern | None = None           # the start of an import statement, in column 0
+    continuations: frozenset[str] = EVERY_CONTINUATION  # first words that continue a statement (else, catch)
+    stop_hook: Callable[[str, int], bool] | None = None  # (generated text, index of its first unmatched closer):
+    #                                                      True to wait for more text before stopping there
+    definition: re.Pattern | None = None             # a function whose body is an indented block after ":",
+    #                                                  groups indent and name: code actions fill its stub body
+    #                                                  or write its '"""' docstring
+    stub_body: re.Pattern | None = None              # with `definition`: a line that only stands in for a body
+    openers: str = field(init=False, repr=False)
+    closers: str = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "openers", self.brackets[0::2])
+        object.__setattr__(self, "closers", self.brackets[1::2])
+
+
+_JS = Profile(
+    "javascript", (".js", ".mjs", ".cjs"), ("tree_sitter_javascript", "language"), family="js", line_comment="//",
+    block_opener=BRACE_BLOCKS, import_start=_imports(r"import[\s{*'\"]"),
+    containers=_containers("program statement_block class_body switch_body switch_case switch_default"),
+    continuations=frozenset("else catch finally case default".split()))
+_TS = replace(_JS, id="typescript", extensions=(".ts", ".mts", ".cts"),
+              grammar=("tree_sitter_typescript", "language_typescript"),
+              containers=_JS.containers | _containers("module interface_body enum_body object_type"))
+_C = Profile(
+    "c", (".c", ".h"), ("tree_sitter_c", "language"), family="c", line_comment="//", block_opener=BRACE_BLOCKS,
+    import_start=_imports(r"#[ \t]*include\b"),
+    containers=_containers("translation_unit compound_statement case_statement declaration_list "
+                           "field_declaration_list preproc_if preproc_ifdef preproc_else preproc_elif"),
+    continuations=frozenset("else case default".split()))
+
+
+def _comments_only(marker: str, *ids: str) -> list[Profile]:
+    """Languages without a grammar, known for their comments (what "explain" writes)."""
+    return [Profile(i, line_comment=marker) for i in ids]
+
+
+PROFILES: tuple[Profile, ...] = (
+    Profile("python", (".py", ".pyi", ".pyw"), ("tree_sitter_python", "language"),
+            import_start=_imports(r"(?:import|from)\s"), containers=_containers("module block"),
+            definition=re.compile(r"^(?P<indent>[ \t]*)(async\s+)?def\s+(?P<name>\w+)"),
+            stub_body=re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*|#\s*TODO\b.*)\s*$"),
+            continuations=frozenset("else elif except finally case".split())),
+    _JS,
+    replace(_JS, id="javascriptreact", extensions=(".jsx",)),  # the JavaScript grammar parses JSX
+    _TS,
+    replace(_TS, id="typescriptreact", extensions=(".tsx",), grammar=("tree_sitter_typescript", "language_tsx")),
+    Profile("rust", (".rs",), ("tree_sitter_rust", "language"), line_comment="//", block_opener=BRACE_BLOCKS,
+            quotes="\"`", char_literal=re.compile(r"'(\\.[^']*|[^\\'])'"), stop_hook=_unfinished_char_literal,
+            import_start=_imports(r"(?:pub(?:\([^)\n]*\))?\s+)?use\s|extern\s+crate\s"),
+            containers=_containers("source_file block declaration_list field_declaration_list enum_variant_list"),
+            continuations=frozenset({"else"})),
+    Profile("go", (".go",), ("tree_sitter_go", "language"), line_comment="//", block_opener=BRACE_BLOCKS,
+            import_start=_imports(r"(?:package|import)[\s(]"),
+            containers=_containers("source_file block statement_list field_declaration_list expression_case "
+                                   "default_case type_case communication_case"),
+            continuations=frozenset("else case default".split())),
+    Profile("java", (".java",), ("tree_sitter_java", "language"), line_comment="//", block_opener=BRACE_BLOCKS,
+            import_start=_imports(r"(?:package|import)\s"),
+            containers=_containers("program block class_body interface_body enum_body constructor_body "
+                                   "switch_block switch_block_statement_group"),
+            continuations=frozenset("else catch finally case default".split())),
+    _C,
+    replace(_C, id="cpp", extensions=(".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx"),
+            grammar=("tree_sitter_cpp", "language"), continuations=_C.continuations | {"catch"}),
+    Profile("lua", (".lua",), ("tree_sitter_lua", "language"), line_comment="--", block_opener=LUA_BLOCKS,
+            import_start=_imports(r"(?:local\s+)?[\w.,\t ]+=[ \t]*require\b|require\b"),
+            containers=_containers("chunk block"), continuations=frozenset("else elseif end until".split())),
+    *_comments_only("#", "ruby", "shellscript", "yaml", "toml", "r", "perl"),
+    *_comments_only("--", "sql", "haskell"),
+    *_comments_only("//", "csharp", "kotlin", "swift", "scala", "php", "dart"),
+)
+
+UNKNOWN = Profile("")
+BY_ID: dict[str, Profile] = {p.id: p for p in PROFILES}
+BY_EXTENSION: dict[str, Profile] = {ext: p for p in PROFILES for ext in p.extensions}
+GRAMMARS: dict[str, tuple[str, str]] = {p.id: p.grammar for p in PROFILES if p.grammar}
+
+
+def profile(language_id: str) -> Profile:
+    return BY_ID.get(language_id, UNKNOWN)
 
 
 def line_comment(language_id: str) -> str:
-    """The line-comment marker: "#" for Python and unknown languages, "--" for Lua, "//" otherwise."""
-    if language_id in LINE_COMMENTS or language_id not in GRAMMARS:
-        return LINE_COMMENTS.get(language_id, "#")
-    return "//"
+    return profile(language_id).line_comment
 
 
 def family(language_id: str) -> str:
-    return FAMILIES.get(language_id, language_id)
+    return profile(language_id).family or language_id
 
 
 def get_language(language_id: str) -> Language | None:
-    spec = GRAMMARS.get(language_id)
+    spec = profile(language_id).grammar
     return _load(*spec) if spec else None
 
 
@@ -86,100 +176,10 @@ def language_id_for_path(path_or_uri: str) -> str | None:
     """languageId from a file name or URI by its extension; None when unknown."""
     parts = urlsplit(path_or_uri)
     path = unquote(parts.path) if len(parts.scheme) > 1 else path_or_uri  # not a Windows drive letter
-    return EXTENSIONS.get(PurePosixPath(path.replace("\\", "/")).suffix.lower())
+    found = BY_EXTENSION.get(PurePosixPath(path.replace("\\", "/")).suffix.lower())
+    return found.id if found else None
 
 
 def language_from_uri(uri: str) -> str:
     """languageId for a document the client opened without one: by extension, else "plaintext"."""
     return language_id_for_path(uri) or "plaintext"
-
-
-def encode(text: str) -> bytes:
-    """UTF-8 as tree-sitter reads it; lone surrogates (possible in JSON strings) pass through."""
-    return text.encode("utf-8", "surrogatepass")
-
-
-def parse(text: str, language_id: str) -> Tree | None:
-    """A fresh tree of the whole text, or None for an unknown language."""
-    language = get_language(language_id)
-    return Parser(language).parse(encode(text)) if language else None
-
-
-@dataclass
-class _Entry:
-    version: int
-    language_id: str
-    source: bytes
-    tree: Tree
-
-
-class ParseCache:
-    """The latest tree of each of the last `size` documents, keyed by (uri, version).
-
-    Asking again for the same (uri, version) returns the cached tree. A newer version of a cached
-    document is parsed incrementally: the edit is found by comparing old and new bytes (their common
-    head and tail), so callers need not forward LSP change events. Thread-safe.
-    """
-
-    def __init__(self, size: int = 8):
-        self.size = size
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, uri: str, version: int, text: str, language_id: str) -> Tree | None:
-        language = get_language(language_id)
-        if language is None:
-            return None
-        with self._lock:
-            entry = self._entries.get(uri)
-            if entry and entry.version == version and entry.language_id == language_id:
-                self._entries.move_to_end(uri)
-                return entry.tree
-            source = encode(text)
-            old = entry.tree.copy() if entry and entry.language_id == language_id else None
-            if old is not None:
-                _edit(old, entry.source, source)
-            tree = Parser(language).parse(source, old) if old else Parser(language).parse(source)
-            self._entries[uri] = _Entry(version, language_id, source, tree)
-            self._entries.move_to_end(uri)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-            return tree
-
-    def forget(self, uri: str) -> None:
-        with self._lock:
-            self._entries.pop(uri, None)
-
-
-def _edit(tree: Tree, old: bytes, new: bytes) -> None:
-    """Tell `tree` (parsed from `old`) that the bytes between a common head and tail changed.
-
-    old = b"ab-cd", new = b"abXYcd": head 2, tail 2, so bytes [2, 3) of old became [2, 4) of new.
-    """
-    head = common_head(old, new)
-    tail = common_head(old[head:][::-1], new[head:][::-1])
-    tree.edit(start_byte=head, old_end_byte=len(old) - tail, new_end_byte=len(new) - tail,
-              start_point=_point(old, head), old_end_point=_point(old, len(old) - tail),
-              new_end_point=_point(new, len(new) - tail))
-
-
-def _point(source: bytes, i: int) -> tuple[int, int]:
-    """(row, byte column) of byte i: _point(b"ab\\ncd", 4) == (1, 1)."""
-    return source.count(b"\n", 0, i), i - (source.rfind(b"\n", 0, i) + 1)
-
-
-def common_head(a: bytes, b: bytes, block: int = 1 << 16) -> int:
-    """Length of the longest common prefix: compare whole blocks first, then bisect the first unequal one."""
-    n, i = min(len(a), len(b)), 0
-    while i < n and a[i:i + block] == b[i:i + block]:
-        i += block
-    if i >= n:
-        return n
-    lo, hi = i, min(i + block, n)  # a[:lo] == b[:lo]; a[:hi] != b[:hi] unless hi == n
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return hi if a[lo:hi] == b[lo:hi] else lo

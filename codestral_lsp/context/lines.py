@@ -7,19 +7,7 @@ from __future__ import annotations
 
 import re
 
-OPENERS, CLOSERS = "([{", ")]}"
-PAIRS = {")": "(", "]": "[", "}": "{"}
-
-# Node types whose named children are statements or declarations, in any of our grammars.
-# ERROR is one too, so that statements swallowed by error recovery stay cut points.
-CONTAINERS = frozenset({
-    "module", "block", "program", "source_file", "translation_unit", "chunk", "ERROR",
-    "statement_block", "class_body", "switch_body", "switch_case", "switch_default", "interface_body",
-    "enum_body", "object_type", "declaration_list", "field_declaration_list", "enum_variant_list",
-    "statement_list", "expression_case", "default_case", "type_case", "communication_case",
-    "constructor_body", "switch_block", "switch_block_statement_group", "compound_statement",
-    "case_statement", "preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif",
-})
+from .languages import UNKNOWN, Profile
 
 _INDENT = re.compile(r"[ \t]*")
 
@@ -56,8 +44,8 @@ def leading(line: str) -> str:
     return line[:len(line) - len(line.lstrip(" \t"))]
 
 
-def starts_statement(root, row: int, col: int) -> bool:
-    """Whether a named child of a statement container starts at (row, byte column).
+def starts_statement(root, row: int, col: int, containers: frozenset[str]) -> bool:
+    """Whether a named child of a statement container (a node type in `containers`) starts at (row, byte column).
 
     In Python's `def f():\\n    x = 1`, the line of `x` starts an expression_statement whose parent
     is a block: True. A continuation line inside a call, a string or a closing `}` gives False.
@@ -65,7 +53,7 @@ def starts_statement(root, row: int, col: int) -> bool:
     node = root.descendant_for_point_range((row, col), (row, col))
     while node is not None and tuple(node.start_point) == (row, col):
         parent = node.parent
-        if parent is None or (node.is_named and parent.type in CONTAINERS):
+        if parent is None or (node.is_named and parent.type in containers):
             return True
         node = parent
     return False
@@ -75,13 +63,14 @@ class LineRanker:
     """Ranks line starts as cut points: (0, indent) for a statement start, (1, indent) for another
     non-blank line, (2, 0) for a blank line; lower is better.
 
-    With a tree, statements are found in it; without one, any line not opening with a closing
-    bracket counts. Tree rows are counted from `anchor` (a position whose row is computed once),
-    so ranking lines near the cursor costs nothing in the size of the document.
+    With a tree, statements are found in it by the language's containers; without one, any line
+    not opening with a closing bracket counts. Tree rows are counted from `anchor` (a position whose
+    row is computed once), so ranking lines near the cursor costs nothing in the size of the document.
     """
 
-    def __init__(self, text: str, tree=None, anchor: int = 0):
+    def __init__(self, text: str, tree=None, anchor: int = 0, language: Profile = UNKNOWN):
         self.text, self.root, self.anchor = text, tree.root_node if tree is not None else None, anchor
+        self.language = language
         self._anchor_row: int | None = None
 
     def rank(self, p: int) -> tuple[int, int]:
@@ -90,8 +79,8 @@ class LineRanker:
             return (2, 0)
         indent = width(self.text[p:q])
         if self.root is not None:
-            return (0 if starts_statement(self.root, self.row(p), q - p) else 1, indent)
-        return (1 if self.text[q] in CLOSERS else 0, indent)
+            return (0 if starts_statement(self.root, self.row(p), q - p, self.language.containers) else 1, indent)
+        return (1 if self.text[q] in self.language.closers else 0, indent)
 
     def row(self, p: int) -> int:
         if self._anchor_row is None:

@@ -11,16 +11,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from .languages import encode, line_comment
-from .lines import CLOSERS, OPENERS, PAIRS, leading, line_end, line_start, width
+from .indentation import detect_indentation
+from .languages import Profile, profile
+from .lines import leading, line_end, line_start, width
+from .parsing import encode
 
 MAX_LINE = 4096       # characters of the cursor's line looked at on each side
 BELOW_LINES = 32      # lines below the cursor compared with the completion's tail
 MAX_BLANK_LEAD = 2    # single-line: leading blank lines tolerated before the line itself
-CONTINUATIONS = {"else", "elif", "except", "finally", "catch", "end", "until", "elseif", "case", "default", "when"}
-_LUA_OPENER = re.compile(r"(\b(then|do|else|repeat)|\bfunction\b.*\))$")
-_CASE_LABEL = re.compile(r"^(case\b.*|default\s*):$")
-_RUST_CHAR = re.compile(r"'(\\.[^']*|[^\\'])'")
 
 
 @dataclass(frozen=True)
@@ -63,17 +61,17 @@ def completion_mode(text: str, offset: int, language_id: str, setting: str = "au
     """
     if setting in ("always", "never"):
         return "multi" if setting == "always" else "single"
-    offset = _clamp(text, offset)
+    offset, language = _clamp(text, offset), profile(language_id)
     cur = _cursor(text, offset)
     if cur.before.strip() or cur.after.strip():
         return "single"
     opener = _line_above(text, line_start(text, offset))
-    if opener is None or not _opens_block(opener, language_id):
+    if opener is None or not _opens_block(opener, language):
         return "single"
     if tree is not None and _in_string_or_comment(tree, text, offset):
         return "single"
     nxt = next((line for line in cur.below if line.strip()), None)
-    empty = nxt is None or width(leading(nxt)) <= width(leading(opener)) or nxt.lstrip()[0] in CLOSERS
+    empty = nxt is None or width(leading(nxt)) <= width(leading(opener)) or nxt.lstrip()[0] in language.closers
     return "multi" if empty else "single"
 
 
@@ -90,16 +88,8 @@ def _line_above(text: str, start: int, limit: int = 64) -> str | None:
     return None
 
 
-def _opens_block(line: str, language_id: str) -> bool:
-    code = _code(line, line_comment(language_id)).rstrip()
-    if code.endswith(("{", "(", "[")):
-        return True
-    if language_id == "python" or language_id not in _BRACES:
-        return code.endswith(":") or (language_id == "lua" and bool(_LUA_OPENER.search(code)))
-    return code.endswith("=>") or bool(_CASE_LABEL.match(code.strip()))
-
-
-_BRACES = {"javascript", "javascriptreact", "typescript", "typescriptreact", "rust", "go", "java", "c", "cpp"}
+def _opens_block(line: str, language: Profile) -> bool:
+    return bool(language.block_opener.search(_code(line, language.line_comment).rstrip()))
 
 
 def _code(line: str, marker: str) -> str:
@@ -208,10 +198,11 @@ def _opens_line(cur: "_Cursor") -> bool:
 
 
 def _stop_multi(gen: str, before: str, repeat: str | None, closing: str, language_id: str) -> int | None:
-    stops = [_block_end(gen, before, repeat)]
+    language = profile(language_id)
+    stops = [_block_end(gen, before, repeat, language)]
     j = next(iter(unmatched_closers(gen, language_id)), None)
-    if j is not None and j == len(gen) - 1 and gen[j - 1:j] == "'" and language_id == "rust":
-        j = None  # maybe the inside of a char literal '}' still being written: wait for the next piece
+    if j is not None and language.stop_hook is not None and language.stop_hook(gen, j):
+        j = None
     if j is not None:
         if gen[j] != closing:
             stops.append(j + 1)  # the document lacks this closer: keep it, the block is complete
@@ -222,16 +213,16 @@ def _stop_multi(gen: str, before: str, repeat: str | None, closing: str, languag
     return min(stops) if stops else None
 
 
-def _block_end(gen: str, before: str, repeat: str | None) -> int | None:
+def _block_end(gen: str, before: str, repeat: str | None, language: Profile) -> int | None:
     """Where the line-based rules of multi mode stop `gen` (the index of the newline kept out), or None."""
     base, deeper, blank, pos = None, False, False, 0
     lines = gen.split("\n")
     for i, line in enumerate(lines):
         full = before + line if i == 0 else line
         body = full.lstrip(" \t")
-        if i > 0 and body and base is not None and body[0] not in CLOSERS:  # closers: see bracket_scan
+        if i > 0 and body and base is not None and body[0] not in language.closers:  # closers: see bracket_scan
             indent = width(leading(full))
-            done = blank and deeper and indent <= base and _first_word(body) not in CONTINUATIONS
+            done = blank and deeper and indent <= base and _first_word(body) not in language.continuations
             if indent < base or done:
                 return pos - 1
         if (i > 0 or not before.strip()) and repeat and i < len(lines) - 1 and body.rstrip() == repeat:
@@ -245,8 +236,6 @@ def _block_end(gen: str, before: str, repeat: str | None) -> int | None:
 
 
 def _first_word(body: str) -> str:
-    if body[:1] in CLOSERS:
-        return "end"
     m = re.match(r"\w+", body)
     return m.group() if m else ""
 
@@ -263,13 +252,14 @@ def unmatched_closers(text: str, language_id: str) -> list[int]:
 def bracket_scan(text: str, language_id: str) -> tuple[list[int], list[tuple[int, int]]]:
     """(unmatched closers, (opener, closer) index pairs) of `text`, skipping strings and line comments.
 
-    Strings are taken to end at the end of a line; Rust's "'" is a quote only in a char literal.
+    Strings are taken to end at the end of a line; where the language has char literals (Rust),
+    "'" is a quote only in one.
 
     >>> bracket_scan('f(a[0]) } ")"', "c")
     ([8], [(3, 5), (1, 6)])
     """
-    marker, found, pairs, stack, quote = line_comment(language_id), [], [], [], None
-    quotes = '"`' if language_id == "rust" else "\"'`"
+    language, found, pairs, stack, quote = profile(language_id), [], [], [], None
+    marker, quotes, char_literal = language.line_comment, language.quotes, language.char_literal
     k = 0
     while k < len(text):
         c = text[k]
@@ -280,13 +270,13 @@ def bracket_scan(text: str, language_id: str) -> tuple[list[int], list[tuple[int
             quote = None if c == quote else quote
         elif c in quotes:
             quote = c
-        elif c == "'" and (m := _RUST_CHAR.match(text, k)):
+        elif c == "'" and char_literal and (m := char_literal.match(text, k)):
             k = m.end() - 1
         elif text.startswith(marker, k):
             k = line_end(text, k) - 1
-        elif c in OPENERS:
+        elif c in language.openers:
             stack.append(k)
-        elif c in CLOSERS:
+        elif c in language.closers:
             if stack:
                 pairs.append((stack.pop(), k))  # a mismatched pair still closes the innermost opener
             else:
@@ -298,8 +288,9 @@ def bracket_scan(text: str, language_id: str) -> tuple[list[int], list[tuple[int
 # -- clean-up ----------------------------------------------------------------------------------------------
 
 def postprocess(completion: str, text: str, offset: int, language_id: str, mode: str,
-                tab_size: int = 4, insert_spaces: bool = True) -> Suggestion | None:
-    """What to show: the completion trimmed of what the document already has, in the editor's indentation.
+                tab_size: int | None = None, insert_spaces: bool | None = None) -> Suggestion | None:
+    """What to show: the completion trimmed of what the document already has, in the editor's indentation
+    (tab_size and insert_spaces; either one None: as the document is indented).
 
     >>> postprocess("b)", "f(a, )\\n", 5, "python", "single")   # the ")" after the cursor is reused
     Suggestion(text='b)', replace_end=6)
@@ -317,11 +308,13 @@ def postprocess(completion: str, text: str, offset: int, language_id: str, mode:
     lines = [line.rstrip() for line in out.split("\n")]
     if cur.after.strip():
         lines[-1] = out.rsplit("\n", 1)[-1]  # the last line runs into the text after the cursor
-    out = _reindent(_drop_repeated_tail(lines, cur, language_id), tab_size, insert_spaces)
+    out = _drop_repeated_tail(lines, cur, language_id)
+    if "\n" in out:  # only the lines after the first are re-indented
+        out = _reindent(out, *_indentation(text, tab_size, insert_spaces))
     out = out if cur.after.strip() else out.rstrip()
     if not out.strip():
         return None
-    k = _overlap(out, cur.after)
+    k = _overlap(out, cur.after, profile(language_id))
     return None if out == cur.after[:k] else Suggestion(out, offset + k)
 
 
@@ -355,6 +348,15 @@ def _drop_repeated_tail(lines: list[str], cur: _Cursor, language_id: str) -> str
     return out
 
 
+def _indentation(text: str, tab_size: int | None, insert_spaces: bool | None) -> tuple[int, bool]:
+    """The editor's settings where given, else the document's."""
+    if tab_size is None or insert_spaces is None:
+        detected = detect_indentation(text)
+        tab_size = detected.tab_size if tab_size is None else tab_size
+        insert_spaces = detected.insert_spaces if insert_spaces is None else insert_spaces
+    return tab_size, insert_spaces
+
+
 def _reindent(out: str, tab_size: int, insert_spaces: bool) -> str:
     """Indentation of every line after the first in the editor's style (tabs of tab_size columns, or spaces)."""
     tab_size = max(1, tab_size)
@@ -367,24 +369,26 @@ def _reindent(out: str, tab_size: int, insert_spaces: bool) -> str:
     return "\n".join(lines)
 
 
-def _overlap(out: str, after: str) -> int:
+def _overlap(out: str, after: str, language: Profile) -> int:
     """How much of `after` the end of `out` already writes, so that the insertion should replace it.
 
     The overlap must close what `out` leaves open, no more and no less (same net brackets and
     quote parity), and be the whole rest of the line when it holds letters or digits:
     out 'b)' after ')' gives 1; out 'g(b)' after ')' gives 0; out 'x, a)' after 'a)' gives 2.
     """
-    rest, balance, best = after.rstrip(), _balance(out), 0
+    rest, balance, best = after.rstrip(), _balance(out, language), 0
     for n in range(1, min(len(rest), len(out)) + 1):
         part = rest[:n]
-        if out.endswith(part) and _balance(part) == balance and (n == len(rest) or not _has_word(part)):
+        if out.endswith(part) and _balance(part, language) == balance and (n == len(rest) or not _has_word(part)):
             best = n
     return best
 
 
-def _balance(s: str) -> tuple[int, ...]:
-    """Net closers per bracket kind and the parity of each quote: _balance('a)"') == (1, 0, 0, 1, 0, 0)."""
-    return (*(s.count(c) - s.count(PAIRS[c]) for c in CLOSERS), *(s.count(q) % 2 for q in "\"'`"))
+def _balance(s: str, language: Profile) -> tuple[int, ...]:
+    """Net closers per bracket kind and the parity of each quote character ('"', "'" and "`", whatever
+    the language): (1, 0, 0, 1, 0, 0) for 'a)"' and brackets "()[]{}"."""
+    pairs = zip(language.openers, language.closers)
+    return (*(s.count(c) - s.count(o) for o, c in pairs), *(s.count(q) % 2 for q in "\"'`"))
 
 
 def _has_word(s: str) -> bool:

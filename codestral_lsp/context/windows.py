@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .imports import import_spans
+from .languages import profile
 from .lines import LineRanker, line_start
 
 CHARS_PER_TOKEN = 3    # a guess that sizes chunks and picks the first candidate; budgets are counted exactly
@@ -71,13 +72,14 @@ def fim_window(text: str, offset: int, language_id: str, prefix_tokens: int, suf
     header_tokens = count_tokens(header) if header else 0
     if header_tokens > prefix_tokens // 2:
         header, header_tokens = "", 0
+    language = profile(language_id)
     spans = _fitting_imports(text, offset, language_id, (prefix_tokens - header_tokens) // 4, count_tokens)
 
     def prefix(start: int) -> str:
         return header + "".join(text[s:e] for s, e in spans if e <= start) + text[start:offset]
 
-    start = _prefix_start(text, offset, prefix, prefix_tokens, count_tokens, LineRanker(text, tree, offset))
-    end = _suffix_end(text, offset, suffix_tokens, count_tokens, LineRanker(text))
+    start = _prefix_start(text, offset, prefix, prefix_tokens, count_tokens, LineRanker(text, tree, offset, language))
+    end = _suffix_end(text, offset, suffix_tokens, count_tokens, LineRanker(text, language=language))
     return Window(prefix(start), text[offset:end], start, end)
 
 

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codestral_lsp.context import ParseCache, get_language, language_id_for_path, line_comment, parse
-from codestral_lsp.context.languages import GRAMMARS, common_head
+from codestral_lsp.context.languages import GRAMMARS
+from codestral_lsp.context.parsing import common_head
 
 SNIPPETS = {
     "python": "def f(x):\n    return x\n",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from ...context import Profile, line_comment, profile
 from ..documents import PositionError
 from ..scheduler import Superseded
 
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from ...pipeline import Completer
     from ..server import CodestralServer
 
-DEF = re.compile(r"^(?P<indent>[ \t]*)(async\s+)?def\s+(?P<name>\w+)")
-STUB = re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*|#\s*TODO\b.*)\s*$")
 TODO = re.compile(r"^\s*(//|#|--)\s*TODO\b")
 
 
@@ -44,11 +43,12 @@ class Stub:
     indent: str
 
 
-def python_stubs(text: str, lines: list[str], starts: list[int], first: int, last: int) -> list[Stub]:
-    """Stubs of Python functions whose `def` line is within [first - 20, last]."""
+def definition_stubs(text: str, lines: list[str], starts: list[int], first: int, last: int,
+                     language: Profile) -> list[Stub]:
+    """Stubs of functions (`language.definition` lines) whose definition line is within [first - 20, last]."""
     found = []
     for i in range(max(0, first - 20), min(last + 1, len(lines))):
-        m = DEF.match(lines[i])
+        m = language.definition.match(lines[i])
         if not m:
             continue
         j = i
@@ -67,7 +67,7 @@ def python_stubs(text: str, lines: list[str], starts: list[int], first: int, las
         has_doc = lines[block[0]].lstrip().startswith(('"""', "'''", 'r"""'))
         statements = [k for k in block if not lines[k].lstrip().startswith(('"""', "'''"))] if has_doc else block
         name = m.group("name")
-        if statements and all(STUB.match(lines[k]) for k in statements) and len(statements) <= 2:
+        if statements and all(language.stub_body.match(lines[k]) for k in statements) and len(statements) <= 2:
             found.append(Stub("body", name, starts[statements[0]], line_end(text, starts, statements[-1]), indent))
         if not has_doc and i <= last:
             found.append(Stub("docstring", name, starts[j + 1], starts[j + 1], indent))
@@ -143,18 +143,13 @@ def code_block(answer: str) -> str:
     return (m.group(1) if m else answer).strip("\n")
 
 
-def comment_prefix(language: str) -> str:
-    return {"python": "#", "lua": "--", "ruby": "#", "shellscript": "#", "yaml": "#", "toml": "#",
-            "r": "#", "perl": "#", "sql": "--", "haskell": "--"}.get(language, "//")
-
-
 def as_comment(text: str, language: str, indent: str, width: int = 88) -> str:
     """Wrap prose into line comments at `indent`, ending with a newline.
 
     >>> as_comment("Adds two numbers.", "python", "    ")
     '    # Adds two numbers.\\n'
     """
-    prefix = f"{indent}{comment_prefix(language)} "
+    prefix = f"{indent}{line_comment(language)} "
     out = []
     for paragraph in text.strip().splitlines():
         words, line = paragraph.split(), ""
@@ -205,8 +200,9 @@ def register(server: CodestralServer) -> None:
         first = min(params.range.start.line, len(lines) - 1)
         last = min(params.range.end.line, len(lines) - 1)
         stubs = todo_stubs(doc.text, lines, starts, first, last)
-        if doc.language_id == "python":
-            stubs = python_stubs(doc.text, lines, starts, first, last) + stubs
+        language = profile(doc.language_id)
+        if language.definition is not None:
+            stubs = definition_stubs(doc.text, lines, starts, first, last, language) + stubs
         actions = []
         for stub in stubs:
             title = (f"Codestral: write docstring for {stub.name}" if stub.kind == "docstring"

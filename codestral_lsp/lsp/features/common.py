@@ -45,8 +45,8 @@ async def suggest(ls: CodestralServer, uri: str, position: types.Position,
     snapshot = Document(uri, doc.language_id, doc.text, doc.version)
     others = ls.other_documents(uri)
     completer = ls.completer
-    tab_size = options.tab_size if options else 4
-    insert_spaces = options.insert_spaces if options else True
+    tab_size = options.tab_size if options else None  # None: as the document is indented
+    insert_spaces = options.insert_spaces if options else None
 
     hit = completer.recent.lookup(snapshot.text, offset)
     if hit is not None:

@@ -26,7 +26,8 @@ local M = {}
 M.defaults = {
   -- Command that starts the language server (LSP over stdio).
   cmd = { "codestral-lsp", "serve" },
-  -- Filetypes the server attaches to: the languages it parses with tree-sitter. { "*" }: every file.
+  -- Filetypes the server attaches to: the languages it parses with tree-sitter (the server's language
+  -- profiles that have a grammar; a test keeps the two lists equal). { "*" }: every file.
   filetypes = {
     "c",
     "cpp",
