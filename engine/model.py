@@ -303,7 +303,7 @@ def store_weights_transposed(model: nn.Module) -> nn.Module:
     about 10 ms to 7 ms. Prefill is unchanged or a little faster. Same values, same memory; only the
     summation order inside BLAS differs (logits move by ~1e-5).
 
-    Products of 2 to 16 rows (verifying speculative drafts) differ by CPU. On one development CPU
+    Products of 2 to STEP_ROWS rows (verifying speculative drafts) differ by CPU. On one development CPU
     (AVX2) they were slow in both layouts as F.linear calls them (5 rows by the output table: ~8 ms)
     but fast as W @ x.T with W row-major (2.1 ms); on another (AVX-512, AMX) F.linear on this layout
     takes 0.8 ms and W @ x.T 1.4 ms. So the row-major copy of the output table (34 MB for the
@@ -325,7 +325,7 @@ def fuse_step_products(model: nn.Module) -> nn.Module:
     becoming views of it, so that a decode step multiplies once where it multiplied three times (twice).
 
     For a model as small as the embedded one a decode step is mostly per-call overhead: with the
-    fused products and one rotation for queries and keys, `greedy_step` took 4.53 ms against 4.83
+    fused products and one rotation for queries and keys, a greedy step (`run`) took 4.53 ms against 4.83
     (median of 400 interleaved in one process, session 5's CPU, 2 threads, 1,500 cached positions;
     8.38 against 8.70 ms for 5 tokens). No memory is added. Layers whose products are not plain
     float `nn.Linear` (int8) are left as they are.
