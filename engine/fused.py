@@ -181,6 +181,10 @@ def attach(model: nn.Module, module) -> str:
     or why it could not."""
     if module is None:
         return failure() or ("turned off (CODESTRAL_LSP_FUSED)" if not enabled() else NOT_BUILT)
+    from .model import STEP_ROWS
+
+    if module.max_rows != STEP_ROWS:  # a library built from another source: `run` would send it too many rows
+        return f"the extension takes {module.max_rows} tokens per call where the model's step takes {STEP_ROWS}"
     reason = unsupported(model)
     if reason is not None:
         return reason

@@ -1,7 +1,7 @@
 """Prefill with prefix reuse, the decode loop, and the text-level stopping rules.
 
 Token level: `prefill` brings a session's cache up to a prompt, reusing the longest common token
-prefix, and `decode` yields one token at a time. The forward pass for a token runs only when the
+prefix, and `decode` yields one token at a time; both run tokens through `Transformer.run`. The forward pass for a token runs only when the
 consumer asks for the next one, so a caller that stops early wastes no decode step.
 
 Text level: `Generation` turns those tokens into streamed text and stops at EOS, max_tokens, a stop
@@ -34,51 +34,15 @@ class Request:
     seed: int | None = None
 
 
-def forward_tokens(model: Transformer, cache: KVCache, tokens: list[int], chunk: int) -> torch.Tensor:
-    """Append tokens to the cache in chunks; return logits for each appended position [T, V]."""
-    step = max(1, min(chunk, cache.max_chunk))
-    device = cache.k.device
-    out = []
-    if len(tokens) <= 16 and not cache.is_ring:  # a decode step or a speculative verification
-        logits = model.step(tokens, cache)  # [T, V]
-        cache.tokens.extend(tokens)
-        return logits
-    for i in range(0, len(tokens), step):
-        piece = tokens[i: i + step]
-        x = torch.tensor([piece], device=device)  # [1, T]
-        out.append(model(x, len(cache.tokens), cache)[0])  # [T, V]
-        cache.tokens.extend(piece)
-    return out[0] if len(out) == 1 else torch.cat(out)  # one chunk: no copy of [T, V]
-
-
-def greedy_tokens(model: Transformer, cache: KVCache, tokens: list[int], chunk: int) -> list[int]:
-    """`forward_tokens(...).argmax(-1)`: the greedy token after each appended position [T]."""
-    if len(tokens) <= 16 and not cache.is_ring:
-        following = model.greedy_step(tokens, cache)
-        cache.tokens.extend(tokens)
-        return following
-    return forward_tokens(model, cache, tokens, chunk).argmax(-1).tolist()
-
-
 def prefill(model: Transformer, cache: KVCache, prompt: list[int], chunk: int = 512) -> tuple[torch.Tensor, int]:
     """Bring the cache to `prompt`; return (logits after its last token [V], tokens reused).
 
     At least the last prompt token is always recomputed: its logits are what the first sample needs.
     """
     reused = min(common_prefix_length(cache.tokens, prompt), len(prompt) - 1)
-    if not cache.truncate(reused):
+    if not cache.rollback(reused):
         reused = 0
-    step = max(1, min(chunk, cache.max_chunk))
-    logits = None
-    device = cache.k.device
-    for i in range(reused, len(prompt), step):
-        piece = prompt[i: i + step]
-        if len(piece) <= 16 and not cache.is_ring:  # the few new tokens of a reused prompt: the lean path
-            logits = model.step(piece, cache, last_only=True)[None]  # [1, 1, V]
-        else:
-            logits = model(torch.tensor([piece], device=device), i, cache, last_only=True)  # [1, 1, V]
-        cache.tokens.extend(piece)
-    return logits[0, -1], reused
+    return model.run(prompt[reused:], cache, "last", chunk), reused
 
 
 def decode(model: Transformer, cache: KVCache, logits: torch.Tensor, sampling: SamplingParams,
@@ -91,11 +55,9 @@ def decode(model: Transformer, cache: KVCache, logits: torch.Tensor, sampling: S
         if limit is not None and len(cache.tokens) >= limit:
             return
         if sampling.greedy:
-            following = model.greedy_step([token], cache)[0]
+            token = model.run([token], cache, "greedy")[0]
         else:
-            following = sample(model.decode_step(token, cache), sampling, generator)
-        cache.tokens.append(token)
-        token = following
+            token = sample(model.run([token], cache, "last"), sampling, generator)
 
 
 class Generation:

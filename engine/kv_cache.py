@@ -1,7 +1,9 @@
 """Fixed-size key/value caches, one per session, and the LRU pool that holds them.
 
 A cache is a pair of buffers allocated once, `[L, B=1, H_kv, S, D]`, plus the token ids whose keys and
-values it holds (`tokens[i]` sits at absolute position i). Position p lives in slot `p % S`:
+values it holds (`tokens[i]` sits at absolute position i). `reserve(tokens)` hands out the next
+positions (appending the tokens), `rollback(length)` takes back the ones from `length` on: the
+length of `tokens` is the cache's only write pointer. Position p lives in slot `p % S`:
 
 - Without a sliding window S is the longest context, so slot == position and nothing is overwritten.
 - With a sliding window W the buffer is a ring of S = W + slack slots. Each slot remembers the position
@@ -21,13 +23,13 @@ Rolling back from length n to m (keeping positions 0..m-1) is exact only if posi
 still in the ring, i.e. none was overwritten: n - S <= m - W + 1, i.e. n - m <= slack + 1. In the
 example (n = 9, ring holding 3..8) a rollback to m = 6 keeps 3, 4, 5 and is exact; to m = 5 it is not,
 since position 5 would need position 2, already overwritten by 8. Above that depth the
-caller must re-prefill; `truncate` says which by its return value. (Keys at a position depend on all
+caller must re-prefill; `rollback` says which by its return value. (Keys at a position depend on all
 earlier positions through the layers, so re-prefilling only the last W tokens would not be exact.)
 
 The depth rule assumes the ring was filled in order up to n. After an earlier rollback it holds less:
-continuing the example, truncate to 7 (slot_pos 6 -1 -1 3 4 5) and append position 7 (slot_pos
+continuing the example, roll back to 7 (slot_pos 6 -1 -1 3 4 5) and append position 7 (slot_pos
 6 7 -1 3 4 5): now n = 8 and the ring holds 3..7, but position 2 is gone (its slot took 8, then
-emptied). A rollback to m = 5 passes the depth rule (8 - 5 = 3) yet needs position 2. So `truncate`
+emptied). A rollback to m = 5 passes the depth rule (8 - 5 = 3) yet needs position 2. So `rollback`
 checks on `slot_pos` itself that every position in max(0, m-W+1)..m-1 still sits in its slot.
 """
 
@@ -48,26 +50,19 @@ class KVCache:
         self.slot_pos = torch.full((capacity,), -1, dtype=torch.long, device=device)  # [S]
         self.tokens: list[int] = []
         self.used = 0  # slots [0, used) have ever been written
+        self.is_ring = window is not None and window < capacity  # fixed at allocation, read every step
+        # Longest run of tokens one forward pass may append (see the module docstring): the whole
+        # buffer when linear, slack + 1 = S - W + 1 in a ring.
+        self.max_chunk = capacity - window + 1 if self.is_ring else capacity
 
     @property
     def nbytes(self) -> int:
         return self.k.numel() * self.k.element_size() * 2
 
     @property
-    def max_chunk(self) -> int:
-        """Longest run of tokens one forward pass may append (see the module docstring)."""
-        if self.window is None or self.window >= self.capacity:
-            return self.capacity
-        return self.capacity - self.window + 1
-
-    @property
     def max_positions(self) -> int | None:
         """How many positions the cache can hold in all: unbounded for a ring, S for a linear buffer."""
         return None if self.is_ring else self.capacity
-
-    @property
-    def is_ring(self) -> bool:
-        return self.window is not None and self.window < self.capacity
 
     def begin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Claim slots for the new positions [T]; return (slots [T], attention mask [T, S_used] or None
@@ -99,11 +94,30 @@ class KVCache:
         self.v[layer].index_copy_(2, slots, v)
         return self.k[layer, :, :, : self.used], self.v[layer, :, :, : self.used]  # [B, H_kv, S_used, D]
 
+    def reserve(self, tokens: list[int]) -> int:
+        """Append `tokens` at positions pos..pos+T-1 and return pos, the length before: where a step
+        writes their keys and values. A linear cache claims the slots here (slot == position); a ring's
+        slots and mask depend on the window and come from `begin`, which the general forward calls.
+
+        Worked example: a linear cache holding 5 tokens reserves [a, b, c] -> 5; slots 5, 6, 7 are
+        claimed, `used` is 8, and `tokens` ends with a, b, c. A rollback to 6 then keeps a and drops b, c.
+        Nothing is appended when the positions exceed a linear cache (ValueError).
+        """
+        pos = len(self.tokens)
+        if not self.is_ring:
+            self.claim(pos, len(tokens))
+        self.tokens.extend(tokens)
+        return pos
+
+    def check_room(self, pos: int, count: int) -> None:
+        """ValueError unless positions pos..pos+count-1 fit: always in a ring, below S in a linear buffer."""
+        if not self.is_ring and pos + count > self.capacity:
+            raise ValueError(f"position {pos + count - 1} exceeds the cache capacity {self.capacity}")
+
     def claim(self, pos: int, count: int = 1) -> None:
         """`begin` for positions pos..pos+count-1 of a linear cache (slot == position), without tensors."""
         assert not self.is_ring, "a ring cache needs begin(): its slots and mask depend on the window"
-        if pos + count > self.capacity:
-            raise ValueError(f"position {pos + count - 1} exceeds the cache capacity {self.capacity}")
+        self.check_room(pos, count)
         self.slot_pos[pos: pos + count] = torch.arange(pos, pos + count, device=self.slot_pos.device) if count > 1 else pos
         self.used = pos + count
 
@@ -114,8 +128,10 @@ class KVCache:
         self.v[layer, 0, :, pos: pos + v.shape[1]] = v
         return self.k[layer, :, :, : self.used], self.v[layer, :, :, : self.used]
 
-    def truncate(self, length: int) -> bool:
-        """Keep positions [0, length). False if that state is no longer exact and the cache was reset."""
+    def rollback(self, length: int) -> bool:
+        """Keep positions [0, length): the next `reserve` hands out `length` again, and the slots of
+        the dropped positions are rewritten then. False if that state is no longer exact (a ring that
+        overwrote context the kept positions need) and the cache was reset instead."""
         old = len(self.tokens)
         if length >= old:
             return True
@@ -125,6 +141,8 @@ class KVCache:
         self.slot_pos[self.slot_pos >= length] = -1
         del self.tokens[length:]
         return True
+
+    truncate = rollback  # the earlier name (tools/bench.py)
 
     def _holds_context_of(self, length: int) -> bool:
         """Whether positions max(0, length-W+1) .. length-1 (what a query at `length` sees) are all held."""

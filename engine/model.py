@@ -7,9 +7,11 @@ so a `consolidated.safetensors` loads without renaming. Rotary embeddings rotate
 Attention reads keys and values either from the current call only (no cache: training, `Engine.logits`)
 or from a `KVCache`, whose `attention_mask` says which cached slots each query may see.
 
-Two ways through the same arithmetic: `forward` (any batch, any cache, prefill and training) and
-`step` (one short sequence on a linear cache: decode steps and speculative verifications), which
-skips the general path's bookkeeping: for one token it costs more than a small model's matrix products.
+Generation runs tokens through `Transformer.run(tokens, cache, want)`, which reserves their positions
+in the cache and picks one of three ways through the same arithmetic: `forward` (any batch, any
+cache: prefill, ring caches, training), the lean `step_hidden` (up to STEP_ROWS tokens on a linear
+cache: decode steps and speculative verifications), which skips the general path's bookkeeping (for
+one token it costs more than a small model's matrix products), or the fused C++ step (engine/fused.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from torch import nn
 from .config import ModelArgs
 from .kv_cache import KVCache
 from .screened_argmax import ScreenedArgmax, screening_wins
+
+STEP_ROWS = 16  # most tokens `run` sends down a step path (lean or fused; the C++ kMaxRows): a verification of 15 drafts
 
 
 class RMSNorm(nn.Module):
@@ -156,65 +160,84 @@ class Transformer(nn.Module):
             x = layer(x, rotation, mask, cache, slots)
         return self.norm(x)
 
-    def decode_step(self, token: int, cache: KVCache) -> torch.Tensor:
-        """Logits [vocab] after `token` at position len(cache.tokens): `step` for one token."""
-        return self.step([token], cache)[0]
+    def run(self, tokens: list[int], cache: KVCache, want: str = "logits", chunk: int | None = None):
+        """Append `tokens` to `cache` (positions from `cache.reserve`) and return what follows each:
+        want "logits": float32 logits [T, vocab]; "last": those after the last token only [vocab];
+        "greedy": the greedy token after each, a list [T] (`logits.argmax(-1)`, often without them).
 
-    def step(self, tokens: list[int], cache: KVCache, last_only: bool = False) -> torch.Tensor:
-        """Logits [T, vocab] (float32; [1, vocab] with last_only) after appending `tokens` at positions
-        len(cache.tokens) onwards: a decode step (T = 1) or a speculative verification (T = k + 1).
-
-        The arithmetic of `forward(torch.tensor([tokens]), len(cache.tokens), cache)[0]`, written for one
-        short sequence in a linear cache: no module calls, position tensors or [B, T, H, D] reshapes,
-        which for a model as small as the embedded one cost more than its matrix products (a decode step
-        of it: 2.2 ms instead of 2.75 ms on 2 cores); with `fused` (engine/fused.py) one C++ call.
-        A ring cache (sliding window) takes `forward`. The caller appends `tokens` to `cache.tokens`,
-        as after `forward`.
+        The one way the generation loop runs tokens through the model with a cache: prefill chunks,
+        decode steps and speculative verifications alike. Tokens go in pieces of at most `chunk`
+        (default: all) and `cache.max_chunk`; `_run_piece` picks each piece's path.
         """
-        if cache.is_ring:
-            logits = self(torch.tensor([tokens], device=cache.k.device), len(cache.tokens), cache)[0]
-            return logits[-1:] if last_only else logits
-        if self.fused is not None and len(tokens) <= 16:
-            return self.fused.step(tokens, *self._fused_args(tokens, cache), last_only)
-        h = self.step_hidden(tokens, cache)
-        return self.logits_of(h[-1:] if last_only else h)  # [T, V]
+        step = cache.max_chunk if chunk is None else max(1, min(chunk, cache.max_chunk))
+        if len(tokens) <= step:  # a decode step, a verification, a short prompt
+            return self._run_piece(tokens, cache, want)
+        cache.check_room(len(cache.tokens), len(tokens))  # before the first piece: all or nothing
+        pieces = [self._run_piece(tokens[i: i + step], cache, want) for i in range(0, len(tokens), step)]
+        if want == "last":
+            return pieces[-1]
+        return [t for piece in pieces for t in piece] if want == "greedy" else torch.cat(pieces)  # [T, V]
 
-    def greedy_step(self, tokens: list[int], cache: KVCache) -> list[int]:
-        """The greedy token after each of `tokens` [T], appended as by `step`: `step(...).argmax(-1)`.
-        With `fused`, one C++ call that never writes the logits. Otherwise the output table is screened
-        in int8 for one token where `store_weights_transposed` measured that faster; a verification's
-        rows go through the plain product: the screen's bounds cost [T, vocab] elementwise work each,
-        and five rows screened took 2.7 ms against 1.4 for the product."""
-        if cache.is_ring:
-            return self.step(tokens, cache).argmax(-1).tolist()
-        if self.fused is not None and len(tokens) <= 16:
-            return self.fused.greedy(tokens, *self._fused_args(tokens, cache))
+    def _run_piece(self, tokens: list[int], cache: KVCache, want: str):
+        """`run` for at most `cache.max_chunk` tokens. The path, chosen here only:
+
+        - a ring cache, or more than STEP_ROWS tokens (prefill): `forward`, the general path;
+        - with `fused` (engine/fused.py): one C++ call that writes the keys and values at the reserved
+          positions, and for "greedy" never writes the logits;
+        - otherwise `step_hidden` (the lean PyTorch step), then the output table: for "greedy" of one
+          token screened in int8 where `store_weights_transposed` measured that faster; a
+          verification's rows take the plain product, as the screen's bounds cost [T, vocab]
+          elementwise work each (five rows screened: 2.7 ms against 1.4 for the product).
+        """
+        T = len(tokens)
+        pos = cache.reserve(tokens)
+        if cache.is_ring or T > STEP_ROWS:
+            logits = self(torch.tensor([tokens], device=cache.k.device), pos, cache, last_only=want == "last")[0]
+            return logits[-1] if want == "last" else logits.argmax(-1).tolist() if want == "greedy" else logits
+        if self.fused is not None:
+            rotation = self._rotation_pairs(pos, T)  # [T, D/2, 2]
+            if want == "greedy":
+                return self.fused.greedy(tokens, pos, rotation, cache.k, cache.v)
+            logits = self.fused.step(tokens, pos, rotation, cache.k, cache.v, want == "last")  # [T or 1, V]
+            return logits[0] if want == "last" else logits
         h = self.step_hidden(tokens, cache)  # [T, dim]
-        if self.greedy_screen is None or len(tokens) > 1:
+        if want == "last":
+            return self.logits_of(h[-1:])[0]  # [V]
+        if want == "logits":
+            return self.logits_of(h)  # [T, V]
+        if self.greedy_screen is None or T > 1:
             return self.logits_of(h).argmax(-1).tolist()
         return self.greedy_screen(h)
 
-    def _fused_args(self, tokens: list[int], cache: KVCache) -> tuple:
-        """Claim the positions of `tokens` and give what the fused call needs after them: (pos, rotations
-        as (cos, sin) pairs [T, head_dim // 2, 2] float32, cache.k, cache.v)."""
-        pos = len(cache.tokens)
-        cache.claim(pos, len(tokens))
-        return pos, self._rotation_pairs(pos, len(tokens)), cache.k, cache.v
+    def step(self, tokens: list[int], cache: KVCache, last_only: bool = False) -> torch.Tensor:
+        """`run(tokens, cache)` (logits [T, V], or [1, V] with last_only) for a caller that keeps
+        `cache.tokens` itself and appends `tokens` afterwards (tools/bench.py, tests)."""
+        logits = self.run(tokens, cache, "last" if last_only else "logits")
+        del cache.tokens[-len(tokens):]
+        return logits[None] if last_only else logits
+
+    def greedy_step(self, tokens: list[int], cache: KVCache) -> list[int]:
+        """`run(tokens, cache, "greedy")` for a caller that appends `tokens` to `cache.tokens` itself."""
+        following = self.run(tokens, cache, "greedy")
+        del cache.tokens[-len(tokens):]
+        return following
 
     def _rotation_pairs(self, pos: int, length: int) -> torch.Tensor:
         """Rotations of positions pos..pos+length-1 as (cos, sin) pairs: [length, head_dim // 2, 2] float32."""
         return torch.view_as_real(self.rotations(pos, length, "cpu"))
 
     def step_hidden(self, tokens: list[int], cache: KVCache) -> torch.Tensor:
-        """Final normed hidden states [T, dim] of `step` on a linear cache.
+        """Final normed hidden states [T, dim] of the last T tokens of a linear cache, just reserved
+        (`run`): the arithmetic of `forward` written for one short sequence, without module calls,
+        position tensors or [B, T, H, D] reshapes, which for a model as small as the embedded one cost
+        more than its matrix products (a decode step of it: 2.2 ms instead of 2.75 ms on 2 cores).
 
         Mask, worked example: the cache holds positions 0..4 (pos = 5) and T = 3 tokens go to 5, 6, 7.
         Query i (position 5 + i) sees positions 0..5+i: row i is 0 at columns j <= 5 + i and -inf after,
         which is `full((3, 8), -inf).triu(6)`. One query sees everything held: no mask.
         """
-        pos, T = len(cache.tokens), len(tokens)
-        device = cache.k.device
-        cache.claim(pos, T)
+        T = len(tokens)
+        pos, device = len(cache.tokens) - T, cache.k.device  # positions pos..pos+T-1, claimed by reserve
         rotation = self.rotations(pos, T, device)[:, None, :]  # [T, 1, D/2]
         x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 else \
             self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim]
@@ -241,7 +264,7 @@ class Transformer(nn.Module):
     def logits_of(self, h: torch.Tensor) -> torch.Tensor:
         """Float32 logits of final hidden states h [..., dim] -> [..., vocab]."""
         rows = h.numel() // h.shape[-1]
-        if self.output_row_major is not None and 1 < rows <= 16:  # a speculative verification
+        if self.output_row_major is not None and 1 < rows <= STEP_ROWS:  # a speculative verification
             return (self.output_row_major @ h.reshape(rows, -1).t()).t().reshape(*h.shape[:-1], -1).float()
         return self.output.forward(h).float()
 
@@ -280,7 +303,7 @@ def store_weights_transposed(model: nn.Module) -> nn.Module:
     about 10 ms to 7 ms. Prefill is unchanged or a little faster. Same values, same memory; only the
     summation order inside BLAS differs (logits move by ~1e-5).
 
-    Products of 2 to 16 rows (verifying speculative drafts) differ by CPU. On one development CPU
+    Products of 2 to STEP_ROWS rows (verifying speculative drafts) differ by CPU. On one development CPU
     (AVX2) they were slow in both layouts as F.linear calls them (5 rows by the output table: ~8 ms)
     but fast as W @ x.T with W row-major (2.1 ms); on another (AVX-512, AMX) F.linear on this layout
     takes 0.8 ms and W @ x.T 1.4 ms. So the row-major copy of the output table (34 MB for the
@@ -302,7 +325,7 @@ def fuse_step_products(model: nn.Module) -> nn.Module:
     becoming views of it, so that a decode step multiplies once where it multiplied three times (twice).
 
     For a model as small as the embedded one a decode step is mostly per-call overhead: with the
-    fused products and one rotation for queries and keys, `greedy_step` took 4.53 ms against 4.83
+    fused products and one rotation for queries and keys, a greedy step (`run`) took 4.53 ms against 4.83
     (median of 400 interleaved in one process, session 5's CPU, 2 threads, 1,500 cached positions;
     8.38 against 8.70 ms for 5 tokens). No memory is added. Layers whose products are not plain
     float `nn.Linear` (int8) are left as they are.

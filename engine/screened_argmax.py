@@ -32,7 +32,7 @@ MAX_CANDIDATES = 64  # past this many rows in doubt, one full product is cheaper
 
 
 class ScreenedArgmax:
-    """argmax(x @ weight.T) row by row, for x [T, dim] float32 on the CPU (T <= 16)."""
+    """argmax(x @ weight.T) row by row, for x [T, dim] float32 on the CPU (T <= STEP_ROWS, engine/model.py)."""
 
     def __init__(self, weight: torch.Tensor):
         w = weight.detach().float()  # [V, dim]

@@ -27,7 +27,7 @@ the last, `len(cache.tokens) == len(context) - 1`. Say the context has 10 tokens
 the cache holds 0..8 and cur sits at position 9. With k = 3 the step feeds [cur, d1, d2, d3] at
 positions 9..12 (the cache now holds 13); row i of the logits predicts position 10 + i. If d1 is
 accepted and d2 rejected (n = 1 accepted), the step emits [d1, t] at positions 10, 11 (t from row 1)
-and truncates the cache to 9 + 1 + n = 11: positions 0..10, i.e. up to d1; d2 and d3 at 11, 12 are
+and rolls the cache back to 9 + 1 + n = 11: positions 0..10, i.e. up to d1; d2 and d3 at 11, 12 are
 dropped. The context now has 12 tokens and t (position 11) is the new cur: the invariant holds. The
 rollback depth is k - n <= k, and k + 1 <= `cache.max_chunk` keeps it exact for a ring cache too.
 
@@ -67,7 +67,7 @@ from typing import Iterator, Protocol
 
 import torch
 
-from .generate import forward_tokens, greedy_tokens, prefill
+from .generate import prefill
 from .kv_cache import KVCache, common_prefix_length
 from .model import Transformer
 from .sampling import SamplingParams, probabilities, sample
@@ -143,8 +143,7 @@ def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context:
         started = time.perf_counter()
         draft, q = drafter.propose(context, k, sampling, generator) if k > 0 else ([], None)
         if not draft and sampling.greedy:  # a plain step, without the verification's bookkeeping
-            token = model.greedy_step([context[-1]], cache)[0]
-            cache.tokens.append(context[-1])
+            token = model.run([context[-1]], cache, "greedy")[0]
             length.timed(0, 1, time.perf_counter() - started)
             context.append(token)
             produced += 1
@@ -153,12 +152,12 @@ def speculate(model: Transformer, cache: KVCache, logits: torch.Tensor, context:
         base = len(cache.tokens)  # == len(context) - 1: cur is at position base
         fed = [context[-1], *draft]
         if sampling.greedy:  # accept while the draft is the target's greedy choice
-            target = greedy_tokens(model, cache, fed, cache.max_chunk)  # [k+1]
+            target = model.run(fed, cache, "greedy")  # [k+1]
             n = common_prefix_length(draft, target)
             token = target[n]
         else:
-            n, token = verify(forward_tokens(model, cache, fed, cache.max_chunk), draft, q, sampling, generator)
-        kept = cache.truncate(base + 1 + n)  # keep cur and the accepted drafts
+            n, token = verify(model.run(fed, cache), draft, q, sampling, generator)  # logits [k+1, V]
+        kept = cache.rollback(base + 1 + n)  # keep cur and the accepted drafts
         assert kept, f"rollback of {len(draft) - n} positions was not exact (max_chunk {cache.max_chunk})"
         stats["drafted_tokens"] = stats.get("drafted_tokens", 0) + len(draft)
         stats["accepted_tokens"] = stats.get("accepted_tokens", 0) + n
@@ -368,9 +367,7 @@ class ModelDrafter:
         if sampling.greedy:
             tokens = [int(logits.argmax())]
             while len(tokens) < k and tokens[-1] != self.eos_id:
-                fed = tokens[-1]
-                tokens.append(self.model.greedy_step([fed], self.cache)[0])
-                self.cache.tokens.append(fed)
+                tokens.append(self.model.run(tokens[-1:], self.cache, "greedy")[0])
             self.synced = len(context)
             return tokens, None
         tokens, dists = [], []
@@ -380,8 +377,7 @@ class ModelDrafter:
             tokens.append(token)
             if i == k - 1 or token == self.eos_id:
                 break
-            logits = self.model.decode_step(token, self.cache)
-            self.cache.tokens.append(token)
+            logits = self.model.run([token], self.cache, "last")  # [V]
         self.synced = len(context)
         return tokens, torch.stack(dists)  # [n, V]
 
@@ -391,19 +387,9 @@ class ModelDrafter:
             return prefill(self.model, self.cache, context, self.chunk)[0]
         held, s = self.cache.tokens, self.synced
         keep = min(s + common_prefix_length(held[s:], context[s:]), len(held), len(context) - 1)
-        if not self.cache.truncate(keep):
+        if not self.cache.rollback(keep):
             return prefill(self.model, self.cache, context, self.chunk)[0]
-        return _feed(self.model, self.cache, context[keep:], self.chunk)
-
-
-def _feed(model: Transformer, cache: KVCache, tokens: list[int], chunk: int) -> torch.Tensor:
-    """Append tokens to the cache in chunks; logits after the last one [V] (the others are not computed)."""
-    step = max(1, min(chunk, cache.max_chunk))
-    for i in range(0, len(tokens), step):
-        piece = tokens[i: i + step]
-        logits = model(torch.tensor([piece], device=cache.k.device), len(cache.tokens), cache, last_only=True)
-        cache.tokens.extend(piece)
-    return logits[0, -1]  # [V]
+        return self.model.run(context[keep:], self.cache, "last", self.chunk)  # [V]
 
 
 def check_draft(target, draft) -> None:

@@ -29,7 +29,7 @@
 
 namespace {
 
-constexpr int kMaxRows = 16;   // tokens per call: a decode step or a verification of up to 15 drafts
+constexpr int kMaxRows = 16;   // tokens per call (engine/model.py's STEP_ROWS, checked on attach): a decode step or a verification of up to 15 drafts
 constexpr int kRowGroup = 6;   // rows of x per pass over a tile (a tile stays in L1 between groups)
 #if defined(__AVX512F__)
 constexpr const char* kIsa = "avx512";
@@ -391,7 +391,7 @@ class FusedDecoder {
   std::vector<float> hidden(const std::vector<int64_t>& tokens, int64_t pos, torch::Tensor rotation, torch::Tensor K,
                             torch::Tensor V) {
     const int T = static_cast<int>(tokens.size());
-    TORCH_CHECK(T >= 1 && T <= kMaxRows, "fused step: 1 to 16 tokens per call");
+    TORCH_CHECK(T >= 1 && T <= kMaxRows, "fused step: 1 to ", kMaxRows, " tokens per call");
     const int64_t L = static_cast<int64_t>(wqkv_.size()), S = K.size(3);
     TORCH_CHECK(K.is_contiguous() && V.is_contiguous() && K.scalar_type() == torch::kFloat32,
                 "fused step: the cache must be contiguous float32");
@@ -500,7 +500,7 @@ void check_kernel_args(const torch::Tensor& packed, const torch::Tensor& x) {
   TORCH_CHECK(packed.scalar_type() == torch::kBFloat16 && packed.dim() == 3 && packed.size(2) == kTile &&
               packed.is_contiguous(), "packed: pack(W)");
   TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2 && x.size(1) == packed.size(1) &&
-              x.size(0) >= 1 && x.size(0) <= kMaxRows, "x: [T, in] float32, 1 <= T <= 16");
+              x.size(0) >= 1 && x.size(0) <= kMaxRows, "x: [T, in] float32, 1 <= T <= ", kMaxRows);
 }
 
 torch::Tensor linear_for_tests(torch::Tensor packed, torch::Tensor x) {
@@ -518,6 +518,7 @@ std::vector<int64_t> argmax_for_tests(torch::Tensor packed, torch::Tensor x) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("isa") = kIsa;  // the vector code compiled: "avx512", "avx2" or "scalar"
+  m.attr("max_rows") = kMaxRows;  // tokens per call, which engine/fused.py checks against STEP_ROWS
   m.def("pack", &pack);
   m.def("linear", &linear_for_tests);
   m.def("argmax", &argmax_for_tests);

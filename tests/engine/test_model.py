@@ -19,7 +19,6 @@ from safetensors.torch import save_file
 from engine.checkpoints.loading import find_checkpoint, load_model, save_mistral_checkpoint
 from engine.checkpoints.tokenizer import Tokenizer
 from engine.engine import Engine
-from engine.generate import forward_tokens
 from engine.testing import random_model, tiny_args, write_hf_checkpoint
 
 transformers = pytest.importorskip("transformers")
@@ -154,7 +153,7 @@ def test_logits_match_transformers(name, fmt, tmp_path, v3_path):
     if c["window"]:
         assert cache.is_ring and cache.capacity < SEQ  # the ring really wraps
     with torch.no_grad():
-        cached = forward_tokens(ours, cache, tokens, chunk=3)
+        cached = ours.run(tokens, cache, chunk=3)
     torch.testing.assert_close(cached, expected, atol=ATOL, rtol=0)
 
 
@@ -316,7 +315,7 @@ def test_decode_step_equals_forward(variant):
         for n in [1, 1, 3, 1, 2, 1, 1, 3]:  # decode steps and verifications of 2-3 tokens, past the ring's 8 slots
             tokens = [rng.randrange(1000, 32768) for _ in range(n)]
             general = model(torch.tensor([tokens]), len(caches[0].tokens), caches[0])[0]  # [n, V]
-            step = model.decode_step(tokens[0], caches[1])[None] if n == 1 else model.step(tokens, caches[1])
+            step = model.step(tokens, caches[1], last_only=n == 1)  # a decode step: the last row only
             for cache in caches:
                 cache.tokens.extend(tokens)
             assert step.dtype == torch.float32 and step.shape == general.shape

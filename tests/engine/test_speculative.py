@@ -467,17 +467,10 @@ class Bigram(nn.Module):
         logits = self.log_probs[tokens]  # [1, T, V]
         return logits[:, -1:] if last_only else logits
 
-    def step(self, tokens, cache, last_only=False):
-        return self.log_probs[tokens[-1:] if last_only else tokens]  # [T, V]
-
-    def step_hidden(self, tokens, cache):
-        return torch.tensor(tokens)  # [T]: the "state" is the last token
-
-    def logits_of(self, h):
-        return self.log_probs[h]
-
-    def decode_step(self, token, cache):
-        return self.log_probs[token]  # [V]
+    def run(self, tokens, cache, want="logits", chunk=None):
+        cache.reserve(tokens)
+        logits = self.log_probs[tokens]  # [T, V]
+        return logits[-1] if want == "last" else logits.argmax(-1).tolist() if want == "greedy" else logits
 
 
 def toy_cache():
