@@ -226,7 +226,12 @@ async def test_code_actions_use_the_remote_backend(client: LanguageClient):
         context=types.CodeActionContext(diagnostics=[])))
     body = next(a for a in actions if "complete body" in a.title)
     resolved = await asyncio.wait_for(client.code_action_resolve_async(body), 60)
-    assert resolved.title == body.title  # an edit or none: the tiny model writes noise
+    assert resolved.title == body.title
+    assert resolved.edit is not None, "the body was not resolved through the remote backend"
+    (edit,) = resolved.edit.changes[uri]  # the seeded tiny model writes noise, but some
+    assert (edit.range.start, edit.range.end) == (types.Position(1, 0), types.Position(1, 8))
+    assert edit.new_text.strip()
+    assert all(not line.strip() or line.startswith("    ") for line in edit.new_text.splitlines()), edit.new_text
 
 
 async def test_wrong_key_gives_a_clear_error_and_empty_answers(client: LanguageClient, http_url, oracle):
