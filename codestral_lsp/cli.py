@@ -218,7 +218,7 @@ def cmd_bench_peers(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from engine import train
+    from engine.training import train
 
     train.run(args)
 
