@@ -167,3 +167,55 @@ def test_train_lowers_the_loss_and_resume_continues_exactly(tmp_path):
     c = load_file(str(tmp_path / "parts" / "state.safetensors"))  # so do the optimizer's moments
     d = load_file(str(tmp_path / "whole" / "state.safetensors"))
     assert all(torch.equal(c[k], d[k]) for k in d)
+
+
+# -- model.quantize through the server ---------------------------------------------------------------------
+
+def test_int8_quantization_switched_on_through_the_servers_settings():
+    """model.quantize "int8" sent with didChangeConfiguration reloads the model quantized: the load's log
+    line counts the quantized engine's parameters, and the suggestion is the one the int8 engine gives
+    in this process through the same pipeline (greedy, no deadline)."""
+    from codestral_lsp.pipeline import Completer, Document
+    from codestral_lsp.settings import parse_settings
+    from codestral_lsp.tools.lsp_client import LspProcess
+    from engine import Engine
+
+    # No snippets from the other open documents: the oracle sees one document at a time.
+    base = {"completion": {"maxTokens": 16, "debounceMs": 0, "timeoutMs": 120_000}, "context": {"neighbourFiles": 0}}
+    int8 = {**base, "model": {"quantize": "int8"}}
+    float_engine, int8_engine = Engine.load(MODEL), Engine.load(MODEL, quantize="int8")
+    assert int8_engine.info()["parameters"] != float_engine.info()["parameters"]  # tells the two loads apart
+
+    def expected(engine, settings, uri: str) -> str:
+        result = Completer(engine, parse_settings(settings)[0]).complete(
+            Document(uri, "python", PY), len(PY) - 1, use_recent=False)
+        assert result.suggestion is not None
+        return result.suggestion.text
+
+    def loaded_lines() -> list[str]:
+        return [n["params"]["message"] for n in client.notifications
+                if n["method"] == "window/logMessage" and " loaded in " in n["params"]["message"]]
+
+    def complete(uri: str) -> str:
+        client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
+                                                                "text": PY}})
+        answer = client.request("textDocument/inlineCompletion", {
+            "textDocument": {"uri": uri}, "position": {"line": 5, "character": 4}, "context": {"triggerKind": 1}})
+        (item,) = answer["result"]["items"]
+        return item["insertText"]
+
+    client = LspProcess([sys.executable, "-m", "codestral_lsp", "serve", "--model", MODEL])
+    try:
+        client.initialize(base)
+        assert client.wait_status()["state"] == "ready"
+        assert f"({float_engine.info()['parameters']:,} parameters" in loaded_lines()[-1]
+        assert complete("file:///q/float.py") == expected(float_engine, base, "file:///q/float.py")
+
+        client.notifications.clear()
+        client.notify("workspace/didChangeConfiguration", {"settings": {"codestral": int8}})
+        assert client.wait_status()["state"] == "ready"
+        (line,) = loaded_lines()
+        assert f"({int8_engine.info()['parameters']:,} parameters" in line, line
+        assert complete("file:///q/int8.py") == expected(int8_engine, int8, "file:///q/int8.py")
+    finally:
+        client.close()
