@@ -239,9 +239,9 @@ async def test_wrong_key_gives_a_clear_error_and_empty_answers(client: LanguageC
     assert note["state"] == "error"
     assert note["message"] == f"mistral backend: 401 Unauthorized — is {WRONG_ENV} set to a valid key?"
     open_doc(client, "file:///remote/401.py", "x = ")
-    start = time.monotonic()
     assert await inline(client, "file:///remote/401.py", types.Position(0, 4)) == []
-    assert time.monotonic() - start < 5
+    note = client.status_log[-1]  # a timeout or the deadline would have replaced the 401
+    assert note["state"] == "error" and "401 Unauthorized" in note["message"], note
 
     note = await configure(client, remote(http_url, "mistral", apiKeyEnv="CODESTRAL_TEST_UNSET_VARIABLE"))
     assert note["state"] == "error" and "CODESTRAL_TEST_UNSET_VARIABLE is not set" in note["message"]
@@ -257,9 +257,10 @@ async def test_connection_refused_answers_empty_at_once(client: LanguageClient):
     note = await configure(client, remote(url, retries=0))
     assert note["state"] == "error" and f"cannot connect to {url}" in note["message"], note
     open_doc(client, "file:///remote/refused.py", "x = ")
-    start = time.monotonic()
     assert await inline(client, "file:///remote/refused.py", types.Position(0, 4)) == []
-    assert time.monotonic() - start < 3
+    note = client.status_log[-1]  # ended by the refused connection (no retries): the deadline's reason never came
+    assert note["state"] == "error" and f"cannot connect to {url}" in note["message"], note
+    assert "no answer" not in note["message"]
 
 
 async def test_a_silent_server_times_out(client: LanguageClient):
@@ -272,10 +273,9 @@ async def test_a_silent_server_times_out(client: LanguageClient):
         note = await configure(client, settings)
         assert note["state"] == "error" and "sent nothing for 300 ms" in note["message"], note
         open_doc(client, "file:///remote/silent.py", "x = ")
-        start = time.monotonic()
         assert await inline(client, "file:///remote/silent.py", types.Position(0, 4)) == []
-        assert time.monotonic() - start < 3
-        assert client.status_log[-1]["state"] == "error"
+        note = client.status_log[-1]  # the request timeout (300 ms) ended it, not the deadline (800 ms)
+        assert note["state"] == "error" and "sent nothing for 300 ms" in note["message"], note
 
 
 async def test_switching_back_to_the_local_engine(client: LanguageClient, oracle):
