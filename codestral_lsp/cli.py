@@ -235,7 +235,7 @@ def cmd_bench_soak(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from engine import train
+    from engine.training import train
 
     train.run(args)
 

@@ -377,7 +377,7 @@ def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | No
     (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(args)}, indent=2))
 
     heldout = heldout_batches(corpus, tok, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator()
     total = cfg.total_steps
     last_save = time.monotonic()
     window_start, window_tokens, ema = time.monotonic(), 0, None
@@ -387,6 +387,7 @@ def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | No
         signal.signal(sig, lambda *_: stop_requested.append(True))
     while step < total and not stop_requested:
         rng = random.Random(cfg.seed * 1_000_003 + step)
+        gen.manual_seed(cfg.seed * 1_000_003 + step)  # the loss positions too: a resumed run draws the same
         x, y, middle = make_batch(corpus, corpus.train, corpus.weights, tok, rng, cfg.batch, cfg.seq_len)
         lr = lr_at(cfg, step)
         for group in opt.param_groups:

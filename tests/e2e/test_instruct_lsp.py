@@ -16,6 +16,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from engine.testing import make_checkpoint
 
+from lsp_edits import apply, assert_parses
 from test_server import open_doc, record_status, wait_ready  # tests/e2e is on sys.path (rootdir import mode)
 
 MODEL = str(make_checkpoint(Path(tempfile.mkdtemp(prefix="codestral-e2e-")) / "tiny-instruct"))
@@ -39,9 +40,12 @@ async def actions_for(client: LanguageClient, uri: str, start: types.Position, e
         context=types.CodeActionContext(diagnostics=[])))
 
 
+TEXT = "import math\n\n\ndef area(r):\n    return math.pi * r * r\n"
+
+
 async def test_selection_actions_listed_and_resolved(client: LanguageClient):
     uri = "file:///e2e/shapes.py"
-    open_doc(client, uri, "import math\n\n\ndef area(r):\n    return math.pi * r * r\n")
+    open_doc(client, uri, TEXT)
     assert not any("selection" in a.title for a in await actions_for(client, uri, types.Position(3, 0),
                                                                      types.Position(3, 0)))  # empty selection
     actions = await actions_for(client, uri, types.Position(3, 0), types.Position(5, 0))
@@ -49,11 +53,17 @@ async def test_selection_actions_listed_and_resolved(client: LanguageClient):
     assert {"Codestral: explain the selection", "Codestral: refactor the selection",
             "Codestral: write tests for the selection"} <= set(by_title)
     resolved = await client.code_action_resolve_async(by_title["Codestral: explain the selection"])
-    if resolved.edit is not None:  # a random model may answer with nothing but whitespace
-        (edit,) = resolved.edit.changes[uri]
-        assert edit.range.start == edit.range.end == types.Position(3, 0)
-        assert all(line.startswith("# ") for line in edit.new_text.splitlines())
+    assert resolved.edit is not None, "explain resolved to no edit"  # the seeded tiny model answers with text
+    (edit,) = resolved.edit.changes[uri]
+    assert edit.range.start == edit.range.end == types.Position(3, 0)
+    assert edit.new_text.strip() and edit.new_text.endswith("\n")
+    assert all(line.startswith("# ") for line in edit.new_text.splitlines())
+    explained = apply(TEXT, edit.range, edit.new_text)
+    assert_parses(explained)  # comments above the function: the module still parses
+    assert explained.endswith("def area(r):\n    return math.pi * r * r\n")
     resolved = await client.code_action_resolve_async(by_title["Codestral: refactor the selection"])
-    if resolved.edit is not None:
-        (edit,) = resolved.edit.changes[uri]
-        assert (edit.range.start, edit.range.end) == (types.Position(3, 0), types.Position(5, 0))
+    assert resolved.edit is not None, "refactor resolved to no edit"
+    (edit,) = resolved.edit.changes[uri]
+    assert (edit.range.start, edit.range.end) == (types.Position(3, 0), types.Position(5, 0))
+    assert edit.new_text.strip()
+    assert apply(TEXT, edit.range, edit.new_text).startswith("import math\n\n\n")  # only the selection changes

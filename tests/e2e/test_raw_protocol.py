@@ -48,6 +48,13 @@ def test_garbage_body_then_a_good_request(raw):
                                                            "position": {"line": 1, "character": 4},
                                                            "context": {"triggerKind": 1}})
     assert "result" in answer and isinstance(answer["result"]["items"], list)
+    raw.notify("textDocument/didOpen", {"textDocument": {  # and it still completes
+        "uri": "file:///raw-after.py", "languageId": "python", "version": 1, "text": "def add(a, b):\n    "}})
+    answer = raw.request("textDocument/inlineCompletion", {"textDocument": {"uri": "file:///raw-after.py"},
+                                                           "position": {"line": 1, "character": 4},
+                                                           "context": {"triggerKind": 1}})
+    (item,) = answer["result"]["items"]
+    assert item["insertText"].strip() and item["range"]["start"] == {"line": 1, "character": 4}
 
 
 def test_position_past_the_end_gets_an_empty_answer(raw):

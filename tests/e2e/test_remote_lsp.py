@@ -226,7 +226,12 @@ async def test_code_actions_use_the_remote_backend(client: LanguageClient):
         context=types.CodeActionContext(diagnostics=[])))
     body = next(a for a in actions if "complete body" in a.title)
     resolved = await asyncio.wait_for(client.code_action_resolve_async(body), 60)
-    assert resolved.title == body.title  # an edit or none: the tiny model writes noise
+    assert resolved.title == body.title
+    assert resolved.edit is not None, "the body was not resolved through the remote backend"
+    (edit,) = resolved.edit.changes[uri]  # the seeded tiny model writes noise, but some
+    assert (edit.range.start, edit.range.end) == (types.Position(1, 0), types.Position(1, 8))
+    assert edit.new_text.strip()
+    assert all(not line.strip() or line.startswith("    ") for line in edit.new_text.splitlines()), edit.new_text
 
 
 async def test_wrong_key_gives_a_clear_error_and_empty_answers(client: LanguageClient, http_url, oracle):
@@ -234,9 +239,9 @@ async def test_wrong_key_gives_a_clear_error_and_empty_answers(client: LanguageC
     assert note["state"] == "error"
     assert note["message"] == f"mistral backend: 401 Unauthorized — is {WRONG_ENV} set to a valid key?"
     open_doc(client, "file:///remote/401.py", "x = ")
-    start = time.monotonic()
     assert await inline(client, "file:///remote/401.py", types.Position(0, 4)) == []
-    assert time.monotonic() - start < 5
+    note = client.status_log[-1]  # a timeout or the deadline would have replaced the 401
+    assert note["state"] == "error" and "401 Unauthorized" in note["message"], note
 
     note = await configure(client, remote(http_url, "mistral", apiKeyEnv="CODESTRAL_TEST_UNSET_VARIABLE"))
     assert note["state"] == "error" and "CODESTRAL_TEST_UNSET_VARIABLE is not set" in note["message"]
@@ -252,9 +257,10 @@ async def test_connection_refused_answers_empty_at_once(client: LanguageClient):
     note = await configure(client, remote(url, retries=0))
     assert note["state"] == "error" and f"cannot connect to {url}" in note["message"], note
     open_doc(client, "file:///remote/refused.py", "x = ")
-    start = time.monotonic()
     assert await inline(client, "file:///remote/refused.py", types.Position(0, 4)) == []
-    assert time.monotonic() - start < 3
+    note = client.status_log[-1]  # ended by the refused connection (no retries): the deadline's reason never came
+    assert note["state"] == "error" and f"cannot connect to {url}" in note["message"], note
+    assert "no answer" not in note["message"]
 
 
 async def test_a_silent_server_times_out(client: LanguageClient):
@@ -267,10 +273,9 @@ async def test_a_silent_server_times_out(client: LanguageClient):
         note = await configure(client, settings)
         assert note["state"] == "error" and "sent nothing for 300 ms" in note["message"], note
         open_doc(client, "file:///remote/silent.py", "x = ")
-        start = time.monotonic()
         assert await inline(client, "file:///remote/silent.py", types.Position(0, 4)) == []
-        assert time.monotonic() - start < 3
-        assert client.status_log[-1]["state"] == "error"
+        note = client.status_log[-1]  # the request timeout (300 ms) ended it, not the deadline (800 ms)
+        assert note["state"] == "error" and "sent nothing for 300 ms" in note["message"], note
 
 
 async def test_switching_back_to_the_local_engine(client: LanguageClient, oracle):

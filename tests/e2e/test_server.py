@@ -15,6 +15,8 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from engine.checkpoints.loading import embedded_model_dir
 
+from lsp_edits import apply, assert_parses, assert_stays_in_block, encoding_of, width  # tests/e2e is on sys.path (rootdir import mode)
+
 if (embedded_model_dir() / "params.json").is_file():
     MODEL = str(embedded_model_dir())
 else:
@@ -86,9 +88,12 @@ async def test_inline_completion_range_starts_at_the_cursor(client: LanguageClie
     result = await inline(client, "file:///e2e/a.py", 5, 4)
     if isinstance(result, list):
         result = types.InlineCompletionList(items=result)
+    assert result.items, "no suggestion for the body of mul"
     for item in result.items:
         assert item.range.start == types.Position(5, 4)
-        assert isinstance(item.insert_text, str) and item.insert_text
+        assert isinstance(item.insert_text, str) and item.insert_text.strip()
+        apply(PY, item.range, item.insert_text)  # the range lies inside the document
+        assert_stays_in_block(item.insert_text, 4)  # cut by maxTokens 16: need not parse yet
 
 
 async def test_status_reports_the_latency_of_a_completion(client: LanguageClient):
@@ -123,8 +128,11 @@ async def test_edits_and_non_ascii_positions(client: LanguageClient):
         content_changes=[types.TextDocumentContentChangePartial(
             range=types.Range(types.Position(0, 5), types.Position(0, 7)), text="é€")]))
     result = await inline(client, uri, 1, 4)
+    assert result.items, "no suggestion after a non-ASCII edit"
     for item in result.items:
         assert item.range.start == types.Position(1, 4)
+        assert item.insert_text.strip()
+        assert_parses(apply("s = 'é€'\nx = \n", item.range, item.insert_text, encoding_of(client.init_result)))
 
 
 async def test_completion_fallback(client: LanguageClient):
@@ -132,8 +140,12 @@ async def test_completion_fallback(client: LanguageClient):
     result = await client.text_document_completion_async(types.CompletionParams(
         text_document=types.TextDocumentIdentifier("file:///e2e/c.py"), position=types.Position(5, 4)))
     assert result.is_incomplete is True
+    assert result.items, "no completion item for the body of mul"
     for item in result.items:
         assert item.text_edit.range.end == types.Position(5, 4)
+        assert item.text_edit.new_text.strip()
+        apply(PY, item.text_edit.range, item.text_edit.new_text)  # the range lies inside the document
+        assert_stays_in_block(item.text_edit.new_text, 4)
 
 
 async def test_unknown_document_and_positions_past_the_end_get_empty_answers(client: LanguageClient):
@@ -149,11 +161,21 @@ async def test_huge_and_binary_documents_do_not_kill_the_server(client: Language
     open_doc(client, "file:///e2e/big.py", big)
     result = await asyncio.wait_for(inline(client, "file:///e2e/big.py", 450_000, 0), 60)
     assert isinstance(result.items, (list, tuple))
-    open_doc(client, "file:///e2e/junk.bin", "\x00\x01\ufffd\x7f" * 1000, language="plaintext")
-    result = await inline(client, "file:///e2e/junk.bin", 0, 10)
+    for item in result.items:  # a suggestion, if any, is placed at the cursor of the huge document
+        assert item.range.start == types.Position(450_000, 0) and item.insert_text
+    junk = "\x00\x01\ufffd\x7f" * 1000
+    open_doc(client, "file:///e2e/junk.bin", junk, language="plaintext")
+    encoding = encoding_of(client.init_result)
+    column = sum(width(ch, encoding) for ch in junk[:10])  # after ten characters, in the client's units
+    result = await inline(client, "file:///e2e/junk.bin", 0, column)
     assert isinstance(result.items, (list, tuple))
+    for item in result.items:
+        assert item.range.start == types.Position(0, column) and item.insert_text
+        apply(junk, item.range, item.insert_text, encoding)  # the range lies inside the document
     result = await inline(client, "file:///e2e/a.py", 5, 4)
-    assert isinstance(result.items, (list, tuple))
+    assert result.items, "the server answers nothing after the huge and binary documents"
+    apply(PY, result.items[0].range, result.items[0].insert_text)
+    assert_stays_in_block(result.items[0].insert_text, 4)
 
 
 async def test_settings_change_applies_live(client: LanguageClient):
@@ -161,8 +183,9 @@ async def test_settings_change_applies_live(client: LanguageClient):
         settings={"codestral": {"completion": {"maxTokens": 1, "debounceMs": 0}}}))
     open_doc(client, "file:///e2e/s.py", "import os\n\nprint(os.")
     result = await inline(client, "file:///e2e/s.py", 2, 9)
+    assert result.items, "no suggestion with maxTokens 1"
     for item in result.items:
-        assert len(item.insert_text) <= 40  # one token at most
+        assert item.insert_text and len(item.insert_text) <= 17  # one token (16 characters at most, plus a space)
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
         settings={"codestral": {"completion": {"maxTokens": 16, "debounceMs": 0}}}))
 
@@ -180,7 +203,11 @@ async def test_code_action_completes_a_stub_on_resolve(client: LanguageClient):
     body = next(a for a in actions if "body" in a.title)
     assert body.edit is None  # computed on resolve only
     resolved = await client.code_action_resolve_async(body)
-    if resolved.edit is not None:
-        (edit,) = resolved.edit.changes[uri]
-        assert edit.range.start == types.Position(1, 0)
-        assert edit.range.end == types.Position(1, 8)
+    assert resolved.edit is not None, "the action resolved to no edit"
+    (edit,) = resolved.edit.changes[uri]
+    assert edit.range.start == types.Position(1, 0)
+    assert edit.range.end == types.Position(1, 8)
+    assert edit.new_text.startswith("    ") and edit.new_text.strip()
+    for line in edit.new_text.splitlines():  # the body stays indented under the signature
+        assert not line.strip() or line.startswith("    "), edit.new_text
+    assert apply("def square(x):\n    pass\n", edit.range, edit.new_text).startswith("def square(x):\n    ")

@@ -104,9 +104,9 @@ def test_five_megabyte_neighbour_is_fast_once_chunked():
     big = GEOMETRY * (5_000_000 // len(GEOMETRY))
     others = [("file:///big.py", "python", big)]
     neighbour_header("python", "print(area(w, h))\n", others, 1, 256, count)  # chunks it once
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: what the code costs, however busy the machine
     header = neighbour_header("python", "print(perimeter(w, h))\n", others, 1, 256, count)
-    assert time.perf_counter() - started < 1.0 and "def perimeter" in header
+    assert time.thread_time() - started < 1.0 and "def perimeter" in header
 
 
 @settings(max_examples=100, deadline=None)

@@ -234,13 +234,13 @@ def test_bracket_scan_skips_strings_and_comments():
 def test_five_megabyte_document_is_fast():
     text = "def f(x):\n    return g(x, [1, 2])\n\n" * 150_000
     offset = len(text) // 2 + 4
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: what the code costs, however busy the machine
     mode = completion_mode(text, offset, "python")
     keep = stop_rule(mode, text, offset, "python")("x(1)\n    y = 2\n")
     postprocess("x(1)", text, offset, "python", mode)
     one_line = "a" * 5_000_000
     postprocess("b)", one_line + ")", 5_000_000, "python", completion_mode(one_line + ")", 5_000_000, "python"))
-    assert time.perf_counter() - started < 1.0 and keep is not None
+    assert time.thread_time() - started < 1.0 and keep is not None
 
 
 # -- properties ---------------------------------------------------------------------------------------------

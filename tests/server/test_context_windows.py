@@ -503,18 +503,18 @@ def five_mb():
 @pytest.mark.parametrize("where", [0.5, 0.999])
 def test_five_megabyte_document_is_fast(five_mb, where):
     offset = int(len(five_mb) * where)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: what the code costs, however busy the machine
     w = fim_window(five_mb, offset, "python", 768, 256, count)
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert count(w.prefix) <= 768 and count(w.suffix) <= 256 and w.prefix.startswith("import os\nimport sys\n")
 
 
 def test_five_megabyte_document_with_a_tree_is_fast(five_mb):
     tree = parse(five_mb, "python")
     offset = int(len(five_mb) * 0.75)
-    started = time.perf_counter()
+    started = time.thread_time()
     w = fim_window(five_mb, offset, "python", 768, 256, count, tree=tree)
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert w.prefix.endswith(five_mb[w.prefix_start:offset])
 
 

@@ -186,10 +186,11 @@ def test_connection_refused_is_retried_then_reported(tokenizer):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     eng = engine(tokenizer, f"http://127.0.0.1:{port}", retries=2)
-    start = time.monotonic()
-    _, _, stats = run(eng.stream("x = ", "", deadline=time.monotonic() + 5))
-    assert time.monotonic() - start < 2
+    gen = eng.stream("x = ", "", deadline=time.monotonic() + 5)
+    _, _, stats = run(gen)
+    assert gen.requests == 3  # every retry was made, and the connection error (not the deadline) ended it
     assert stats["stop_reason"] == "error" and "cannot connect to http://127.0.0.1" in stats["error"]
+    assert "no answer" not in stats["error"]
     with pytest.raises(RemoteError, match="is the server running"):
         eng.check()
 
@@ -198,10 +199,12 @@ def test_no_retry_that_would_end_after_the_deadline(tokenizer, fake):
     server = fake(Reply(503))
     eng = engine(tokenizer, server.url, retries=5)
     eng.config.backoff_s = 1.0
-    start = time.monotonic()
-    _, _, stats = run(eng.stream("x = ", "", deadline=time.monotonic() + 0.5))
-    assert time.monotonic() - start < 0.5 and len(server.posts) == 1
-    assert "503" in stats["error"]
+    gen = eng.stream("x = ", "", deadline=time.monotonic() + 0.5)
+    _, _, stats = run(gen)
+    assert len(server.posts) == 1 and gen.requests == 1
+    # The 503 ended it at once: had it waited for the retry, the deadline would have ended it first,
+    # reported as "no answer ... within".
+    assert stats["stop_reason"] == "error" and "503" in stats["error"] and "no answer" not in stats["error"]
 
 
 # -- stop rules, cancellation, deadlines: the stream is closed --------------------------------------
@@ -209,11 +212,9 @@ def test_no_retry_that_would_end_after_the_deadline(tokenizer, fake):
 def test_stop_callback_cuts_and_closes_the_stream(tokenizer, fake):
     server = fake(Reply(chunks=["ab"] * 200, delay=0.01))
     eng = engine(tokenizer, server.url)
-    start = time.monotonic()
     pieces, text, stats = run(eng.stream("x = ", "", stop_fn=lambda t: 5 if len(t) >= 6 else None))
     assert text == "ababa" and pieces == ["ababa"]  # held back until the end, like the local engine
     assert stats["stop_reason"] == "stop" and stats["generated_tokens"] == 3
-    assert time.monotonic() - start < 1.5
     assert server.disconnected.wait(3), "the server never saw the client go away"
     assert server.sent[0] < 50
 
@@ -233,10 +234,9 @@ def test_cancellation_closes_the_stream_between_pieces(tokenizer, fake):
     eng = engine(tokenizer, server.url)
     flag = threading.Event()
     threading.Timer(0.2, flag.set).start()
-    start = time.monotonic()
-    _, _, stats = run(eng.stream("x = ", "", cancelled=flag.is_set))
+    _, text, stats = run(eng.stream("x = ", "", cancelled=flag.is_set))
     assert stats["stop_reason"] == "cancelled"
-    assert time.monotonic() - start < 1.0  # 0.2 s, and a piece comes every 0.05 s
+    assert flag.is_set() and len(text) < 100  # ended by the cancellation, before the answer's end
     assert server.disconnected.wait(3)
     assert server.sent[0] < 20
 
@@ -246,10 +246,9 @@ def test_cancellation_while_the_server_is_silent_returns_at_once(tokenizer, fake
     eng = engine(tokenizer, server.url)
     flag = threading.Event()
     threading.Timer(0.15, flag.set).start()
-    start = time.monotonic()
     _, text, stats = run(eng.stream("x = ", "", cancelled=flag.is_set))
-    assert stats["stop_reason"] == "cancelled" and text == ""
-    assert time.monotonic() - start < 1.0  # not the 3 s the server is silent
+    assert stats["stop_reason"] == "cancelled" and text == ""  # returned before the server's "late"
+    assert flag.is_set() and "error" not in stats
 
 
 def test_a_server_that_never_answers_times_out_at_the_deadline(tokenizer):
@@ -261,18 +260,18 @@ def test_a_server_that_never_answers_times_out_at_the_deadline(tokenizer):
         start = time.monotonic()
         _, text, stats = run(eng.stream("x = ", "", deadline=time.monotonic() + 0.4))
         elapsed = time.monotonic() - start
-    assert 0.35 < elapsed < 1.2
+    assert elapsed >= 0.35  # it did not give up before the deadline (a busy machine only makes it later)
     assert text == "" and stats["stop_reason"] == "error"
     assert stats["error"].startswith("openai backend: no answer from http://127.0.0.1:")
+    assert stats["error"].endswith("(completion.timeoutMs)")  # the deadline's reason
     assert reports == [stats["error"]]
 
 
 def test_request_timeout_without_a_deadline(tokenizer, fake):
     server = fake(Reply(chunks=["late"], silent=2.0))
     eng = engine(tokenizer, server.url, timeout_ms=300)
-    start = time.monotonic()
-    _, _, stats = run(eng.stream("x = ", ""))
-    assert time.monotonic() - start < 1.5
+    _, text, stats = run(eng.stream("x = ", ""))
+    assert stats["stop_reason"] == "error" and text == ""  # the request timeout ended it before the 2 s silence
     assert "sent nothing for 300 ms" in stats["error"]
 
 
