@@ -129,7 +129,10 @@ class Transformer(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.args = args
-        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        # Given an (uninitialised) weight, Embedding skips its default init: every caller loads or
+        # initialises the weights itself, and on the meta device (loading) that init would import
+        # PyTorch's Python decompositions, ~70 MB resident for the life of the process.
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim, _weight=torch.empty(args.vocab_size, args.dim))
         self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
@@ -293,7 +296,7 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torc
     return out.view(H, T, D).transpose(0, 1).reshape(T, H * D)
 
 
-def store_weights_transposed(model: nn.Module) -> nn.Module:
+def store_weights_transposed(model: nn.Module, output_tables: bool = True) -> nn.Module:
     """Keep every Linear weight [out, in] as the transpose of a contiguous [in, out] tensor (for CPU inference).
 
     F.linear(x, W) multiplies x by W.T. With W stored row-major, a decode step (one row of x) runs
@@ -313,11 +316,24 @@ def store_weights_transposed(model: nn.Module) -> nn.Module:
         if isinstance(module, nn.Linear):
             module.weight = nn.Parameter(module.weight.detach().t().contiguous().t(), requires_grad=False)
     fuse_step_products(model)
+    if output_tables:
+        prepare_output_tables(model)
+    return model
+
+
+def prepare_output_tables(model: nn.Module) -> None:
+    """The lean PyTorch step's helpers for the output table, where they measure faster: a row-major
+    copy for verifications and the int8 screen for greedy tokens (42 MB for the embedded model).
+    A model decoding with the fused step never uses them: `drop_output_tables` gives them back."""
     if isinstance(model, Transformer) and isinstance(model.output, nn.Linear):
         row_major = model.output.weight.detach().contiguous()
         model.output_row_major = row_major if _row_major_wins(model.output.weight, row_major) else None
         model.greedy_screen = screening_wins(model.output.weight)
-    return model
+
+
+def drop_output_tables(model: nn.Module) -> None:
+    if isinstance(model, Transformer):
+        model.output_row_major = model.greedy_screen = None
 
 
 def fuse_step_products(model: nn.Module) -> nn.Module:

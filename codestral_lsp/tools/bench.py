@@ -180,8 +180,11 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
 
     import torch
 
+    from engine.model import drop_output_tables, prepare_output_tables
+
     fused, cache = model.fused, new_cache()
     times: dict[str, list[float]] = {}
+    prepare_output_tables(model)  # the PyTorch step as it runs without the fused one
     try:
         with torch.inference_mode():
             model.step(prompt, cache, last_only=True)
@@ -198,6 +201,7 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
                             cache.truncate(base)
     finally:
         model.fused = fused
+        drop_output_tables(model)
     result = {name: round(statistics.median(ms), 3) for name, ms in times.items()}
     for t in rows:
         result[f"speedup_{t}"] = round(result[f"pytorch_{t}"] / result[f"fused_{t}"], 2)
