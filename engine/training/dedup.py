@@ -32,7 +32,8 @@ def exact_key(text: str) -> int:
 
 def shingles(text: str) -> np.ndarray:
     """Distinct hashes of SHINGLE consecutive tokens (identifiers, numbers, single punctuation marks)."""
-    tokens = np.fromiter((xxhash.xxh64_intdigest(t.encode("utf-8", "surrogatepass")) for t in _TOKEN.findall(text)), dtype=np.uint64)
+    words = _TOKEN.findall(text)
+    tokens = np.fromiter((xxhash.xxh64_intdigest(w.encode("utf-8", "surrogatepass")) for w in words), dtype=np.uint64)
     if len(tokens) < SHINGLE:
         return np.unique(tokens)
     mixed = np.zeros(len(tokens) - SHINGLE + 1, dtype=np.uint64)

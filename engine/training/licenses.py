@@ -16,6 +16,9 @@ ALLOWED = {
     "apache-2.0", "apache-2", "apache", "zlib", "zlib/libpng", "libpng", "bsl-1.0", "boost", "unlicense",
     "cc0-1.0", "cc0", "public-domain", "publicdomain", "psf-2.0", "python-2.0", "mpl-2.0", "curl",
     "blueoak-1.0.0", "wtfpl", "bzip2-1.0.6", "ncsa", "unicode-dfs-2016", "unicode-3.0", "bsd-source-code",
+    "mpl-2", "python", "unicode", "w3c", "openldap-2.8", "fsful", "fsfullr", "fsfullr-no-warranty",
+    # Debian copyright files' own names for BSD-style and NCSA-style permissive texts
+    "bsd-c3", "bsd-3-google", "bsd-3-clause~google", "u-of-i-bsd-like",
 }
 _ALIASES = {"bsd-2": "bsd-2-clause", "bsd-3": "bsd-3-clause", "bsd-2-clause-freebsd": "bsd-2-clause",
             "apache-2.0+": "apache-2.0", "mit/x11": "mit", "public_domain": "public-domain",
@@ -30,7 +33,7 @@ def normalise(name: str) -> str:
 
 def license_allowed(expression: str) -> bool:
     """An SPDX-like expression with AND, OR and parentheses (AND binds tighter); WITH exceptions are ignored."""
-    expression = re.sub(r"(?i)\s+with\s+[\w.+-]+", "", expression or "")
+    expression = re.sub(r"(?i)\s+with\s+.*?(?=\s+(?:and|or)\s+|\)|,|$)", "", expression or "")
     tokens = [t.strip() for t in re.split(r"(?i)(\(|\)|\s+and\s+|\s+or\s+|\s*,\s*)", expression) if t.strip()]
     if not tokens:
         return False

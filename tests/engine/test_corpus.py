@@ -23,6 +23,8 @@ GO = "package main\n\nimport \"fmt\"\n\n" + "".join(
 @pytest.mark.parametrize("expression, allowed", [
     ("MIT", True), ("Expat", True), ("BSD-3-clause", True), ("Apache-2.0", True), ("ISC", True),
     ("(MIT OR Apache-2.0)", True), ("MIT OR GPL-3.0", True), ("Apache-2.0 WITH LLVM-exception", True),
+    ("Expat with embedded exception AND BSD-2-Clause AND (Expat or CC0-1.0) AND Python", True),
+    ("GPL-2+ with Autoconf-data exception AND MIT", False), ("MIT AND CC-BY-SA-4.0", False),
     ("GPL-2+", False), ("LGPL-2.1", False), ("MIT AND GPL-2", False), ("(MIT OR GPL-2) AND LGPL-3", False),
     ("unknown", False), ("", False), ("SEE LICENSE IN LICENSE.txt", False), ("MIT AND (", False),
 ])
