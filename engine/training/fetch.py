@@ -125,6 +125,9 @@ def is_generated(name: str, text: str) -> bool:
     return bool(GENERATED.search(text[:3000]))
 
 
+OBJECTIVE_C = re.compile(r"(?m)^\s*(?:@interface|@protocol|@implementation|@property|#import)\b")
+
+
 def language_of(name: str, pin: Pin) -> str | None:
     lang = LANGUAGE_OF_EXTENSION.get(os.path.splitext(name)[1].lower())
     return pin.headers if name.endswith(".h") else lang
@@ -142,6 +145,8 @@ def candidate_files(root: Path, pin: Pin):
                 text = path.read_text(encoding="utf-8")
             except (UnicodeDecodeError, OSError):
                 continue
+            if lang in ("c", "cpp") and OBJECTIVE_C.search(text):
+                continue  # iOS headers in npm packages: Objective-C, not a language the server completes
             if text.strip() and not is_generated(f, text):
                 yield str(path.relative_to(root)), lang, text
 

@@ -149,12 +149,14 @@ def test_fetch_from_a_prepared_cache_writes_a_manifest_the_corpus_reads(tmp_path
 
     ts = "export function add(a: number, b: number): number {\n  return a + b;\n}\n" * 20
     pins = [unpacked("good", "MIT", {"src/a.ts": ts, "src/a.copy.ts": ts, "dist/a.js": "var a = 1;\n",
-                                     "lib/b.js": GO.replace("func", "function"), "lib/c.min.js": "x\n"}),
+                                     "lib/b.js": GO.replace("func", "function"), "lib/c.min.js": "x\n",
+                                     "ios/View.h": "#import <UIKit/UIKit.h>\n@interface View : UIView\n@end\n"}),
             unpacked("copyleft", "GPL-3.0", {"src/x.ts": ts + "// other\n"})]
     manifest = fetch_corpus(tmp_path, pins)
     (good,) = manifest["packages"]
     assert good["languages"]["typescript"]["files"] == ["package/src/a.copy.ts"]  # a.ts: its exact duplicate
     assert good["languages"]["javascript"]["files"] == ["package/lib/b.js"]  # dist/ and .min.js skipped
+    assert set(good["languages"]) == {"typescript", "javascript"}  # the Objective-C header is not C
     assert manifest["skipped"] == [{"name": "copyleft", "reason": "licence not on the allow-list: GPL-3.0"}]
     assert "typescript" in capsys.readouterr().err
     sources = fetched_sources(["typescript"], tmp_path)
