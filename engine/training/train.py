@@ -43,7 +43,15 @@ from ..checkpoints.loading import find_checkpoint, load_model, save_mistral_chec
 from ..checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
 from ..config import PRESETS
 from ..model import Transformer
-from .corpus import DEFAULT_CACHE, PACKAGES, Corpus, corpus_sources, gather_sources, is_heldout  # noqa: F401
+# PACKAGES, gather_sources and is_heldout stay importable from here, as before the corpus moved out.
+from .corpus import (  # noqa: F401
+    DEFAULT_CACHE,
+    PACKAGES,
+    Corpus,
+    corpus_sources,
+    gather_sources,
+    is_heldout,
+)
 
 IGNORE = -100
 

@@ -9,7 +9,13 @@ from collections import Counter
 import pytest
 
 from engine.checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
-from engine.training.corpus import HELDOUT_MODULUS, Corpus, Source, fetched_sources, is_heldout
+from engine.training.corpus import (
+    HELDOUT_MODULUS,
+    Corpus,
+    Source,
+    fetched_sources,
+    is_heldout,
+)
 from engine.training.dedup import Deduplicator, MinHasher, exact_key, jaccard_estimate
 from engine.training.fetch import Pin, fetch_corpus, is_generated, language_of
 from engine.training.licenses import debian_license, license_allowed, npm_license
