@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import re
+from email.parser import Parser
 
 # Normalised names (lower case, no spaces) of the licences we accept, Debian's spellings included.
 ALLOWED = {
@@ -101,3 +102,22 @@ def debian_license(copyright_text: str) -> str:
     """One expression for the whole package: the stanzas' distinct licences joined by AND."""
     distinct = list(dict.fromkeys(debian_licenses(copyright_text)))
     return " AND ".join(f"({x})" if re.search(r"(?i)\s(or|and)\s", x) else x for x in distinct) or "unknown"
+
+
+# Trove classifiers ("License :: OSI Approved :: MIT License") as licence names.
+CLASSIFIERS = {"MIT License": "MIT", "BSD License": "BSD-3-Clause", "Apache Software License": "Apache-2.0",
+               "ISC License (ISCL)": "ISC", "Python Software Foundation License": "PSF-2.0",
+               "zlib/libpng License": "Zlib", "The Unlicense (Unlicense)": "Unlicense",
+               "Public Domain": "public-domain",
+               "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0", "Boost Software License 1.0 (BSL-1.0)": "BSL-1.0"}
+
+
+def pypi_license(pkg_info: str) -> str:
+    """From an sdist's PKG-INFO: License-Expression, else its licence classifiers (any one), else License."""
+    meta = Parser().parsestr(pkg_info)
+    if meta.get("License-Expression"):
+        return meta["License-Expression"]
+    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    if classifiers:
+        return " OR ".join(CLASSIFIERS.get(c, c) for c in classifiers)
+    return (meta.get("License") or "unknown").strip().splitlines()[0][:80] or "unknown"

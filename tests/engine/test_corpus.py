@@ -18,7 +18,7 @@ from engine.training.corpus import (
 )
 from engine.training.dedup import Deduplicator, MinHasher, exact_key, jaccard_estimate
 from engine.training.fetch import Pin, fetch_corpus, is_generated, language_of
-from engine.training.licenses import debian_license, license_allowed, npm_license
+from engine.training.licenses import debian_license, license_allowed, npm_license, pypi_license
 from engine.training.train import make_batch
 
 GO = "package main\n\nimport \"fmt\"\n\n" + "".join(
@@ -42,6 +42,15 @@ def test_npm_license_reads_old_and_new_fields():
     assert npm_license({"license": "MIT"}) == "MIT"
     assert npm_license({"licenses": [{"type": "MIT"}, {"type": "Apache-2.0"}]}) == "MIT OR Apache-2.0"
     assert npm_license({}) == "unknown"
+
+
+def test_pypi_license_prefers_the_expression_then_the_classifiers():
+    head = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
+    assert pypi_license(head + "License-Expression: MIT AND BSD-2-Clause\nLicense: GPL\n") == "MIT AND BSD-2-Clause"
+    classified = head + "Classifier: License :: OSI Approved :: BSD License\nClassifier: Programming Language :: C\n"
+    assert pypi_license(classified) == "BSD-3-Clause"
+    assert pypi_license(head + "License: LGPL-2.1\n") == "LGPL-2.1"
+    assert pypi_license(head) == "unknown"
 
 
 def test_debian_copyright_ignores_packaging_stanzas():
