@@ -18,7 +18,12 @@ from engine.training.corpus import (
 )
 from engine.training.dedup import Deduplicator, MinHasher, exact_key, jaccard_estimate
 from engine.training.fetch import Pin, fetch_corpus, is_generated, language_of
-from engine.training.licenses import debian_license, license_allowed, npm_license, pypi_license
+from engine.training.licenses import (
+    debian_license,
+    license_allowed,
+    npm_license,
+    pypi_license,
+)
 from engine.training.train import make_batch
 
 GO = "package main\n\nimport \"fmt\"\n\n" + "".join(
