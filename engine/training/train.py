@@ -1,6 +1,8 @@
 """FIM training recipe for the embedded model (and for fine-tuning any small model on your own code).
 
     codestral-lsp train --out RUN_DIR [--tokens 20e6] [--resume] [--corpus DIR ...] [--init MODEL_DIR]
+                        [--languages python,typescript,...]
+    codestral-lsp train --fetch-corpus          # once, before training on languages other than Python
 
 Each training example is a document window in Codestral's FIM order,
 
@@ -31,120 +33,27 @@ import sys
 import sysconfig
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata, util
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import xxhash
 from safetensors.torch import load_file, save_file
 
 from ..checkpoints.loading import find_checkpoint, load_model, save_mistral_checkpoint
 from ..checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
 from ..config import PRESETS
 from ..model import Transformer
+# PACKAGES, gather_sources and is_heldout stay importable from here, as before the corpus moved out.
+from .corpus import (  # noqa: F401
+    DEFAULT_CACHE,
+    PACKAGES,
+    Corpus,
+    corpus_sources,
+    gather_sources,
+    is_heldout,
+)
 
 IGNORE = -100
-# Permissively licensed pure-Python packages read from site-packages at training time (never committed).
-PACKAGES = ["numpy", "click", "flask", "jinja2", "werkzeug", "attr", "rich", "pygls", "lsprotocol",
-            "jsonschema", "setuptools", "pip", "libcst", "typer", "pydantic", "docutils", "networkx",
-            "sympy", "torch", "transformers"]
-MAX_FILE_CHARS = 400_000  # larger files are generated tables, not code
-HELDOUT_MODULUS = 50  # a file is held out when hash(path) % 50 == 0: about 2% of files
-
-
-# -- corpus -----------------------------------------------------------------------------------------
-
-@dataclass
-class Source:
-    name: str
-    root: str
-    license: str
-    files: list[str]
-    chars: int
-
-
-def package_license(dist_name: str) -> str:
-    try:
-        meta = metadata.metadata(dist_name)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-    expr = meta.get("License-Expression")
-    if expr:
-        return expr
-    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
-    if classifiers:
-        return "; ".join(classifiers)
-    return (meta.get("License") or "unknown").splitlines()[0][:80]
-
-
-def python_files(root: Path, skip_dirs: tuple[str, ...] = ()) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs and d != "__pycache__")
-        out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py")]
-    return out
-
-
-def gather_sources(extra_dirs: list[str] | None = None, packages: list[str] | None = None) -> list[Source]:
-    """The standard library, the listed packages that are installed, and any extra folders."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    roots = [("python-stdlib", stdlib, "PSF-2.0", ("site-packages", "idlelib", "turtledemo"))]
-    dist_of = metadata.packages_distributions()
-    for pkg in PACKAGES if packages is None else packages:
-        spec = util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        dist = (dist_of.get(pkg) or [pkg])[0]
-        roots.append((pkg, Path(spec.submodule_search_locations[0]), package_license(dist), ()))
-    for d in extra_dirs or []:
-        roots.append((Path(d).name, Path(d), "user-provided", (".git", "node_modules", ".venv")))
-    sources, seen = [], set()
-    for name, root, lic, skip in roots:
-        files, chars = [], 0
-        for path in python_files(root, skip):
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (UnicodeDecodeError, OSError):
-                continue
-            digest = xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass"))
-            if not text.strip() or len(text) > MAX_FILE_CHARS or digest in seen:
-                continue
-            seen.add(digest)
-            files.append(str(path))
-            chars += len(text)
-        sources.append(Source(name, str(root), lic, files, chars))
-    return sources
-
-
-def is_heldout(path: str, root: str) -> bool:
-    rel = os.path.relpath(path, root)
-    return xxhash.xxh64_intdigest(rel.encode()) % HELDOUT_MODULUS == 0
-
-
-class Corpus:
-    """Documents split into train and held-out by a hash of their path inside their package."""
-
-    def __init__(self, sources: list[Source]):
-        self.sources = sources
-        self.train, self.heldout = [], []
-        for s in sources:
-            for f in s.files:
-                (self.heldout if is_heldout(f, s.root) else self.train).append(f)
-        self._cache: dict[str, str] = {}
-        # Sample files in proportion to their size, capped so huge files do not dominate.
-        self.weights = [min(os.path.getsize(f), 60_000) for f in self.train]
-
-    def text(self, path: str) -> str:
-        if path not in self._cache:
-            if len(self._cache) > 4000:
-                self._cache.clear()
-            self._cache[path] = Path(path).read_text(encoding="utf-8")
-        return self._cache[path]
-
-    def manifest(self) -> list[dict]:
-        return [{"name": s.name, "license": s.license, "files": len(s.files), "chars": s.chars,
-                 "heldout_files": sum(is_heldout(f, s.root) for f in s.files)} for s in self.sources]
 
 
 # -- FIM examples -----------------------------------------------------------------------------------
@@ -204,14 +113,14 @@ def lm_example(text: str, tok: Tokenizer, rng: random.Random, max_chars: int = 3
     return ids, [0] * len(ids)
 
 
-def make_batch(corpus: Corpus, files: list[str], weights: list[int] | None, tok: Tokenizer, rng: random.Random,
-               batch: int, seq_len: int, fim_rate: float = 0.9):
+def make_batch(corpus: Corpus, pick, tok: Tokenizer, rng: random.Random, batch: int, seq_len: int,
+               fim_rate: float = 0.9):
     """Pack examples into [batch, seq_len + 1] rows: inputs, targets and a per-target 'middle' flag."""
     rows, flags = [], []
     for _ in range(batch):
         ids, mid = [], []
         while len(ids) < seq_len + 1:
-            path = rng.choices(files, weights)[0] if weights else rng.choice(files)
+            path = pick(rng)  # corpus.pick_train or corpus.pick_heldout
             text = corpus.text(path)
             example = fim_example(text, tok, rng) if rng.random() < fim_rate else lm_example(text, tok, rng)
             ids += example[0]
@@ -238,7 +147,7 @@ def heldout_tasks(corpus: Corpus, n: int = 200, seed: int = 7) -> list[dict]:
         text = corpus.text(path)
         lines = text.splitlines(keepends=True)
         eligible = [i for i, line in enumerate(lines) if 10 <= len(line.strip()) <= 100 and line.endswith("\n")
-                    and not line.lstrip().startswith("#")]
+                    and not line.lstrip().startswith(("#", "//"))]
         if not eligible:
             continue
         i = rng.choice(eligible)
@@ -314,7 +223,7 @@ def middle_loss(model: Transformer, batches) -> float:
 def heldout_batches(corpus: Corpus, tok: Tokenizer, cfg: TrainConfig, n: int = 4) -> list:
     """The held-out rows the run evaluates: a function of the seed, the files held out and the recipe."""
     rng = random.Random(cfg.seed + 1)
-    return [make_batch(corpus, corpus.heldout, None, tok, rng, cfg.batch, cfg.seq_len) for _ in range(n)]
+    return [make_batch(corpus, corpus.pick_heldout, tok, rng, cfg.batch, cfg.seq_len) for _ in range(n)]
 
 
 def optimizer_for(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -348,17 +257,19 @@ def load_state(out: Path, model: Transformer, opt: torch.optim.AdamW) -> dict:
 
 
 def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | None = None,
-          resume: bool = False) -> Path:
+          resume: bool = False, languages: list[str] | None = None, cache: Path = DEFAULT_CACHE) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tok = Tokenizer(v3_tokenizer_path())
-    log(f"reading corpus ({len(PACKAGES)} packages + the standard library)...")
-    corpus = Corpus(gather_sources(corpus_dirs, packages=[] if corpus_dirs else None))
+    languages = languages or ["python"]
+    log(f"reading corpus ({', '.join(languages)})...")
+    corpus = Corpus(corpus_sources(languages, corpus_dirs, cache))
     (out / "corpus.json").write_text(json.dumps(corpus.manifest(), indent=2))
     log(f"corpus: {len(corpus.train)} training files, {len(corpus.heldout)} held out, "
-        f"{sum(s.chars for s in corpus.sources) / 1e6:.1f}M characters")
+        f"{sum(s.chars for s in corpus.sources) / 1e6:.1f}M characters; mix "
+        + ", ".join(f"{lang} {share:.0%}" for lang, share in corpus.mix.items()))
 
     if init:
         model = load_model(find_checkpoint(init), torch.float32, "cpu").train()
@@ -388,7 +299,7 @@ def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | No
     while step < total and not stop_requested:
         rng = random.Random(cfg.seed * 1_000_003 + step)
         gen.manual_seed(cfg.seed * 1_000_003 + step)  # the loss positions too: a resumed run draws the same
-        x, y, middle = make_batch(corpus, corpus.train, corpus.weights, tok, rng, cfg.batch, cfg.seq_len)
+        x, y, middle = make_batch(corpus, corpus.pick_train, tok, rng, cfg.batch, cfg.seq_len)
         lr = lr_at(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -442,6 +353,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast only with native CPU bf16)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's saved state")
     p.add_argument("--corpus", action="append", help="train on this folder's .py files instead (fine-tuning)")
+    p.add_argument("--languages", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=["python"],
+                   help="comma-separated languages to train on (python, typescript, javascript, go, rust, java, "
+                   "cpp, c); all but python come from the fetched corpus (default: python)")
+    p.add_argument("--fetch-corpus", action="store_true", help="download, licence-check, filter and deduplicate "
+                   "the pinned non-Python packages into the corpus cache, print their sizes, and exit")
+    p.add_argument("--corpus-cache", default=str(DEFAULT_CACHE), help="where --fetch-corpus puts the corpus")
     p.add_argument("--init", help="start from this checkpoint folder instead of random weights")
     p.add_argument("--heldout-loss", nargs="+", metavar="MODEL_DIR", help="print each checkpoint's held-out middle "
                    "loss on the rows a run evaluates (to compare checkpoints on the same rows), then exit")
@@ -457,18 +374,23 @@ def main(argv: list[str] | None = None) -> None:  # python -m engine.training.tr
 
 
 def run(a: argparse.Namespace) -> None:
+    if a.fetch_corpus:
+        from .fetch import fetch_corpus
+
+        fetch_corpus(Path(a.corpus_cache))
+        return
     if a.heldout_loss:
         if a.threads:
             torch.set_num_threads(a.threads)
         tok = Tokenizer(v3_tokenizer_path())
-        corpus = Corpus(gather_sources(a.corpus, packages=[] if a.corpus else None))
+        corpus = Corpus(corpus_sources(a.languages, a.corpus, Path(a.corpus_cache)))
         batches = heldout_batches(corpus, tok, TrainConfig(out="", seq_len=a.seq_len, batch=a.batch, seed=a.seed))
         for folder in a.heldout_loss:
             model = load_model(find_checkpoint(folder), torch.float32, "cpu")
             print(f"{folder}\theld-out middle loss {middle_loss(model, batches):.3f}", flush=True)
         return
     if a.heldout_tasks:
-        corpus = Corpus(gather_sources(a.corpus, packages=[] if a.corpus else None))
+        corpus = Corpus(corpus_sources(a.languages, a.corpus, Path(a.corpus_cache)))
         with open(a.heldout_tasks, "w") as f:
             for task in heldout_tasks(corpus, a.heldout_n):
                 f.write(json.dumps(task) + "\n")
@@ -478,7 +400,7 @@ def run(a: argparse.Namespace) -> None:
         raise SystemExit("codestral-lsp train: --out RUN_DIR is required")
     cfg = TrainConfig(out=a.out, preset=a.preset, tokens=a.tokens, seq_len=a.seq_len, batch=a.batch, lr=a.lr,
                       min_lr=a.lr / 10, seed=a.seed, threads=a.threads, bf16=a.bf16)
-    train(cfg, a.corpus, a.init, a.resume)
+    train(cfg, a.corpus, a.init, a.resume, a.languages, Path(a.corpus_cache))
 
 
 if __name__ == "__main__":
