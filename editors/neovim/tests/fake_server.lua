@@ -35,6 +35,7 @@ end
 ---@return vim.lsp.rpc.PublicClient
 function M.cmd(dispatchers)
   local closing, next_id = false, 0
+  M.dispatchers = dispatchers -- for M.send_status
   local server = {}
 
   function server.request(method, params, callback, notify_reply_callback)
@@ -83,6 +84,12 @@ function M.cmd(dispatchers)
   end
 
   return server
+end
+
+--- Sends a codestral/status now (a load that ends, a state that changes).
+---@param status table
+function M.send_status(status)
+  M.dispatchers.notification("codestral/status", status)
 end
 
 return M

@@ -121,6 +121,31 @@ describe("ghost text", function()
     )
   end)
 
+  it("asks again when the server becomes ready, for what was typed during the load", function()
+    child = helpers.child()
+    child:lua([[
+      local fake = require("fake_server")
+      fake.status = { state = "loading", message = "loading the model", model = "fake" }
+      fake.respond = function() return { items = {} } end -- a loading server answers empty
+      require("codestral").setup({ cmd = fake.cmd, auto_trigger = true, debounce_ms = 10 })
+    ]])
+    child:edit("a.py", { "x = " })
+    child:wait("(require('codestral').status() or {}).state == 'loading'")
+    child:input("A")
+    child:wait("#require('fake_server').messages('textDocument/inlineCompletion') > 0") -- answered empty
+    vim.wait(100)
+    child:settle()
+    local before = child:lua("return #require('fake_server').messages('textDocument/inlineCompletion')")
+    child:lua([[
+      local fake = require("fake_server")
+      fake.respond = function() return { items = { { insertText = "42" } } } end
+      fake.send_status({ state = "ready", message = "loaded", model = "fake" })
+    ]])
+    child:wait("#require('fake_server').messages('textDocument/inlineCompletion') > " .. before)
+    child:wait("require('codestral').is_visible()")
+    eq("42", current().text, "the suggestion asked for at ready")
+  end)
+
   it("does not show an answer that is no longer the latest", function()
     start({ lines = { "x = " } })
     answer({ { insertText = "old" } }, 300)

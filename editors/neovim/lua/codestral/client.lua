@@ -55,6 +55,12 @@ local function on_status(_, result, ctx)
   then
     vim.notify("codestral: " .. (result.message or "error"), vim.log.levels.ERROR)
   end
+  if result.state == "ready" and previous and previous.state == "loading" then
+    -- What was typed during the load got empty answers: ask again where the cursor is now.
+    vim.schedule(function()
+      require("codestral.suggestion").on_ready(ctx.client_id)
+    end)
+  end
   vim.api.nvim_exec_autocmds("User", { pattern = "CodestralStatus", modeline = false, data = result })
 end
 

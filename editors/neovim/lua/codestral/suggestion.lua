@@ -156,6 +156,19 @@ function M.request(trigger)
   end
 end
 
+--- The server finished loading the model: in insert mode, with auto_trigger, ask for the suggestion
+--- that the typing during the load could not get.
+---@param client_id integer
+function M.on_ready(client_id)
+  if not (M.config and M.config.auto_trigger) or api.nvim_get_mode().mode:sub(1, 1) ~= "i" then
+    return
+  end
+  local client = client_mod.get(api.nvim_get_current_buf())
+  if client and client.id == client_id then
+    M.request(TRIGGER_AUTOMATIC)
+  end
+end
+
 --- Requests a suggestion once the user has paused typing for `debounce_ms`.
 function M.schedule()
   state.timer = state.timer or assert(vim.uv.new_timer())
