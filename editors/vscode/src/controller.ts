@@ -20,6 +20,8 @@ export interface ControllerDeps {
     updateSetting(key: string, value: unknown): Promise<void>;
     showError(message: string, ...actions: string[]): Thenable<string | undefined>;
     openSettings(query: string): Thenable<unknown>;
+    /** Asks the editor for an inline suggestion at the cursor (the server has just finished loading). */
+    askForSuggestion(): Thenable<unknown>;
     log: Log;
 }
 
@@ -82,10 +84,24 @@ export class Controller {
         return next;
     }
 
+    private serverState: string | undefined;
+
+    /** The status bar follows the server; a load that ends asks again for the suggestion that the typing
+     * during the load got empty answers for. */
+    private onServerStatus(params: Parameters<StatusBar['onServerStatus']>[0]): void {
+        const was = this.serverState;
+        this.serverState = params.state ?? was;
+        this.status.onServerStatus(params);
+        if (was === 'loading' && params.state === 'ready') {
+            void Promise.resolve(this.deps.askForSuggestion()).catch((error) => this.deps.log.error(String(error)));
+        }
+    }
+
     private async doStart(): Promise<void> {
         const settings = this.deps.readSettings();
         this.serverPath = settings.serverPath;
         this.status.starting();
+        this.serverState = 'loading';
         const found = await this.deps.discover(settings.serverPath);
         if (!found.ok) {
             this.fail(found.message);
@@ -94,7 +110,7 @@ export class Controller {
         const { command, args, source } = found.server;
         this.deps.log.info(`Starting ${[command, ...args].join(' ')} (found through ${source})`);
         const client = this.deps.createClient(found.server, settings.tree, {
-            onStatus: (params) => this.status.onServerStatus(params),
+            onStatus: (params) => this.onServerStatus(params),
             onProgress: (token, value) => this.status.onProgress(token, value),
             onStopped: () => this.status.failed('The server stopped; see the log.'),
         });

@@ -59,6 +59,7 @@ function realDeps(log: api.LogOutputChannel): ControllerDeps {
         updateSetting: (key, value) => api.updateSetting(SECTION, key, value),
         showError: api.showErrorMessage,
         openSettings: api.openSettings,
+        askForSuggestion: api.triggerInlineSuggestion,
         log,
     };
 }

@@ -58,6 +58,10 @@ export function showErrorMessage(message: string, ...actions: string[]): Thenabl
     return vscode.window.showErrorMessage(message, ...actions);
 }
 
+export function triggerInlineSuggestion(): Thenable<unknown> {
+    return vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
+}
+
 export function openSettings(query: string): Thenable<unknown> {
     return vscode.commands.executeCommand('workbench.action.openSettings', query);
 }

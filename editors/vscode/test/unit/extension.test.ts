@@ -189,6 +189,18 @@ describe('server status', () => {
         assert.equal(item.text, '$(sparkle) Codestral 85 ms');
     });
 
+    test('a load that ends asks the editor for the suggestion at the cursor, once', async () => {
+        const { clients } = await activated();
+        const hooks = clients[0].hooks;
+        const triggers = () => fake.executed.filter((a) => a[0] === 'editor.action.inlineSuggest.trigger').length;
+        hooks.onStatus({ state: 'loading', message: 'loading the model' });
+        assert.equal(triggers(), 0);
+        hooks.onStatus({ state: 'ready', message: 'Ready', model: 'codestral-mini' });
+        assert.equal(triggers(), 1);
+        hooks.onStatus({ state: 'ready', message: 'Ready', lastLatencyMs: 12 });
+        assert.equal(triggers(), 1, 'a status while ready asks nothing');
+    });
+
     test('a server that stops shows as an error', async () => {
         const { clients, item } = await activated();
         clients[0].hooks.onStopped();
