@@ -43,6 +43,7 @@ class CodestralServer(LanguageServer):
         self.backend: Backend | None = None
         self.completer: Completer | None = None
         self.state, self.state_message = "loading", "starting"
+        self.settled = asyncio.Event()  # set while the state is anything but "loading"
         self.last_latency_ms: float | None = None
         self.loaded_message = ""
         self.backend_error: str | None = None  # why the backend's requests fail, while they do
@@ -189,12 +190,24 @@ class CodestralServer(LanguageServer):
         return [Document(d.uri, d.language_id, d.text) for d in self.documents.docs.values()
                 if d.uri != uri and len(d.text) < 1_000_000]
 
+    async def wait_settled(self, timeout_s: float) -> None:
+        """Wait, at most timeout_s, until the model has loaded (or failed to): an explicitly invoked
+        completion asked during the load is answered when it can be, not dropped."""
+        try:
+            await asyncio.wait_for(self.settled.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
     # -- talking to the user ----------------------------------------------------------------------------
 
     def set_status(self, state: str, message: str) -> None:
         if state != self.state:
             self._last_latency_sent = 0.0  # the first completion in the new state is reported at once
         self.state, self.state_message = state, message
+        if state == "loading":
+            self.settled.clear()
+        else:
+            self.settled.set()
         self.protocol.notify(STATUS, {"state": state, "message": message, "lastLatencyMs": self.last_latency_ms,
                                       "model": self.status_model()})
 

@@ -28,8 +28,12 @@ class Answer:
 
 
 async def suggest(ls: CodestralServer, uri: str, position: types.Position,
-                  options: types.FormattingOptions | None = None) -> Answer | None:
-    """The suggestion at a position, or None (not ready, unknown document, superseded, nothing useful)."""
+                  options: types.FormattingOptions | None = None, invoked: bool = False) -> Answer | None:
+    """The suggestion at a position, or None (not ready, unknown document, superseded, nothing useful).
+    An `invoked` request (the user asked, not typed) waits for a model still loading, within the
+    completion timeout; a typed one is answered empty at once, as the next keystroke asks again."""
+    if ls.completer is None and invoked:
+        await ls.wait_settled(ls.settings.completion.timeout_ms / 1000)
     if ls.completer is None or not ls.settings.completion.enabled:
         return None
     doc = ls.documents.get(uri)

@@ -23,7 +23,9 @@ WORD_BEFORE = re.compile(r"\w*$")
 def register(server: CodestralServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "]))
     async def completion(ls: CodestralServer, params: types.CompletionParams) -> types.CompletionList:
-        answer = await suggest(ls, params.text_document.uri, params.position)
+        context = params.context
+        invoked = context is not None and context.trigger_kind == types.CompletionTriggerKind.Invoked
+        answer = await suggest(ls, params.text_document.uri, params.position, invoked=invoked)
         if answer is None:
             return types.CompletionList(is_incomplete=True, items=[])
         text = answer.suggestion.text

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def register(server: CodestralServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: CodestralServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-        answer = await suggest(ls, params.text_document.uri, params.position)
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        answer = await suggest(ls, params.text_document.uri, params.position, invoked=invoked)
         if answer is None:
             return types.InlineCompletionList(items=[])
         item = types.InlineCompletionItem(insert_text=answer.suggestion.text,
