@@ -34,15 +34,16 @@ def load_engine(args, build_fused: bool = False):
 
 
 def cmd_serve(args) -> None:
+    from .lsp.protocol import serve_stdio, serve_tcp
     from .lsp.server import create_server
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     server = create_server(args.model)
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
-        server.start_tcp(host or "127.0.0.1", int(port))
+        serve_tcp(server, host or "127.0.0.1", int(port))
     else:
-        server.start_io()
+        serve_stdio(server)
 
 
 def cmd_serve_http(args) -> None:
