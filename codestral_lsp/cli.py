@@ -78,7 +78,7 @@ def cmd_complete(args) -> None:
 
     path, line, col = parse_location(args.location)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8", errors="replace")
     except (OSError, UnicodeDecodeError) as exc:
         sys.exit(f"codestral-lsp: cannot read {path}: {exc}")
     lines = text.splitlines(keepends=True) or [""]

@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import codecs
 import functools
+import re
 from importlib import util
 from pathlib import Path
 
 import sentencepiece as spm
 
 SPACE = "\u2581"  # SentencePiece's visible space
+REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """text with each lone surrogate (legal in JSON's strings, not in UTF-8) as U+FFFD, one for one.
+
+    SentencePiece's C++ encoder takes UTF-8 and rejects them; a Python str holds a surrogate only
+    unpaired, since JSON's escaped pairs decode to one character. Invalid UTF-8 bytes never get this
+    far: every way in decodes bytes with errors="replace" or refuses them."""
+    return text if text.isascii() else _SURROGATE.sub(REPLACEMENT, text)
 
 
 class TokenizerError(ValueError):
@@ -66,10 +78,10 @@ class Tokenizer:
         """Plain encoding with the dummy leading space, as mistral-common encodes a prompt."""
         if "\n" in text and self.splits_lines:
             first, *rest = text.split("\n")
-            ids = self.sp.encode(first + "\n")  # the dummy space, the first line, its break
+            ids = self.sp.encode(valid_text(first) + "\n")  # the dummy space, the first line, its break
             ids += self._lines_after_break(rest)
         else:
-            ids = self.sp.encode(text)
+            ids = self.sp.encode(valid_text(text))
         return [self.bos_id, *ids] if bos else ids
 
     def encode_infill(self, text: str) -> list[int]:
@@ -82,7 +94,7 @@ class Tokenizer:
     def _continuing(self, text: str) -> list[int]:
         """SentencePiece always adds "▁" before the text; encoding "☺" + text and dropping the first two
         pieces ("▁" and "☺", both of which exist in the v3 vocabulary) leaves the text as it is."""
-        return self.sp.encode("\u263a" + text)[2:]
+        return self.sp.encode("\u263a" + valid_text(text))[2:]
 
     # Line by line. Where no piece holds a line break but the byte piece <0x0A> (Mistral's v1-v3
     # vocabularies), SentencePiece never merges across one, so a text's tokens are its lines' tokens

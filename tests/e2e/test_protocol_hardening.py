@@ -149,3 +149,15 @@ def test_crafted_resolve_data_gets_invalid_params(raw, data):
     action = {"title": "Codestral: complete body of f", "kind": "refactor.rewrite", "data": data}
     answer = within(30, lambda: raw.request("codeAction/resolve", action))
     assert answer["error"]["code"] == -32602
+
+
+# -- defect 3: text that is not UTF-8 ----------------------------------------------------------------
+
+def test_lone_surrogate_in_a_document_still_completes(raw):
+    raw.notify("textDocument/didOpen", {"textDocument": {
+        "uri": "file:///surrogate.py", "languageId": "python", "version": 1, "text": "s = '\ud800'\ndef g(y):\n    "}})
+    answer = within(60, lambda: raw.request("textDocument/inlineCompletion", {
+        "textDocument": {"uri": "file:///surrogate.py"}, "position": {"line": 2, "character": 4},
+        "context": {"triggerKind": 1}}))
+    assert isinstance(answer["result"]["items"], list), answer
+    still_serving(raw)  # hard.py borrows snippets from the open surrogate.py
