@@ -36,20 +36,37 @@ _ONLY_HEADERS = re.compile(rb"(?:[A-Za-z0-9-]+:[^\r\n]*\r?\n|\r?\n)*")
 _MAX_HEADER_BYTES = 4096
 
 
+def _strict_str(value: Any, _type: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {json.dumps(value)[:40]}")
+    return value
+
+
 class CodestralProtocol(LanguageServerProtocol):
-    """Answers requests whose params fail validation with InvalidParams (-32602).
+    """Answers requests whose params fail validation with InvalidParams (-32602), and logs notifications
+    that do.
 
     pygls reports such a request with a window/showMessage and never answers it, so the editor
-    would wait forever; we send the error response ourselves and drop the message.
+    would wait forever; we send the error response ourselves and drop the message. A string field
+    must hold a string: cattrs would turn `"text": null` into the text "None".
     """
+
+    def __init__(self, server, converter):
+        converter.register_structure_hook(str, _strict_str)
+        super().__init__(server, converter)
 
     def structure_message(self, data: dict[str, Any]):
         try:
             return super().structure_message(data)
         except JsonRpcInvalidParams as exc:
+            reason = f"invalid params for {data.get('method')}: {exc.__cause__ or exc}"
             if "id" in data and "method" in data:
                 self._send_response(data["id"], error=types.ResponseError(
-                    code=JsonRpcInvalidParams.CODE, message=f"invalid params for {data['method']}: {exc}"))
+                    code=JsonRpcInvalidParams.CODE, message=reason))
+            else:
+                log.warning("dropped a notification with %s", reason)
+                self.notify(types.WINDOW_LOG_MESSAGE, types.LogMessageParams(types.MessageType.Warning,
+                                                                             f"codestral: dropped {reason}"))
             return _Dropped()
 
     # Document sync is ours (features/documents.py): pygls's copy splits lines with str.splitlines,
