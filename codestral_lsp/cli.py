@@ -60,7 +60,7 @@ def cmd_serve_http(args) -> None:
     if api_key == "":
         sys.exit(f"codestral-lsp: --api-key-env {args.api_key_env}: that environment variable is unset or empty")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    serve(load_engine(args), args.host, args.port, api_key=api_key)
+    serve(load_engine(args), args.host, args.port, api_key=api_key, served_names=tuple(args.served_model_name))
 
 
 def parse_location(spec: str) -> tuple[Path, int, int]:
@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--api-key-env", metavar="NAME", help="require 'Authorization: Bearer KEY', KEY read from "
                    "this environment variable")
+    s.add_argument("--served-model-name", nargs="+", metavar="NAME", default=[],
+                   help="other model names requests may give, e.g. codestral-latest for Mistral's clients "
+                   "(/v1/models still names the model that is loaded)")
     s.set_defaults(func=cmd_serve_http)
 
     s = with_model(sub.add_parser("complete", help="print the completion at FILE:LINE:COL (1-based)"))

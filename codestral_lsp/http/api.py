@@ -342,10 +342,13 @@ async def cancel_on_disconnect(request: Request, cancel: threading.Event):
 
 class HttpApi:
     def __init__(self, engine: Engine, api_key: str | None = None, check_host: bool = True, max_queue: int = 16,
-                 max_body: int = MAX_BODY):
+                 max_body: int = MAX_BODY, served_names: tuple[str, ...] = ()):
         self.engine, self.api_key, self.check_host, self.max_body = engine, api_key, check_host, max_body
         folder = engine.checkpoint.folder if engine.checkpoint else None
         self.model_id = folder.name if folder else "codestral-lsp"
+        # Other names requests may give (--served-model-name), e.g. "codestral-latest" for Mistral's own
+        # clients; answers and /v1/models still name the model that is loaded.
+        self.names = {self.model_id, *served_names}
         self.instruct = engine.instruct
         self.created = int(time.time())
         self.worker = Worker(engine, max_queue)
@@ -446,9 +449,9 @@ class HttpApi:
                            "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     def check_model(self, model: str | None) -> None:
-        if model is not None and model != self.model_id:
-            raise ApiError(404, f"model {model!r} is not served here; this server has {self.model_id!r}",
-                           "model_not_found", "model")
+        if model is not None and model not in self.names:
+            raise ApiError(404, f"model {model!r} is not served here; this server answers to "
+                           f"{', '.join(map(repr, sorted(self.names)))}", "model_not_found", "model")
 
     async def read_json(self, request: Request) -> dict:
         """The body as a JSON object. An oversized one is read to its end (up to DRAIN_LIMIT) and dropped:
@@ -540,10 +543,11 @@ class HeaderDeadline(H11Protocol):
 
 
 def build_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-                 max_queue: int = 16, header_timeout: float = HEADER_TIMEOUT,
+                 max_queue: int = 16, header_timeout: float = HEADER_TIMEOUT, served_names: tuple[str, ...] = (),
                  **uvicorn_options) -> tuple[uvicorn.Server, HttpApi]:
     """The API and a uvicorn server for it; `server.run()` serves until interrupted."""
-    api = HttpApi(engine, api_key=api_key, check_host=is_loopback(host), max_queue=max_queue)
+    api = HttpApi(engine, api_key=api_key, check_host=is_loopback(host), max_queue=max_queue,
+                  served_names=served_names)
     protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": header_timeout})
     # Connections beyond limit_concurrency get uvicorn's plain 503: the queue bounds waiting requests,
     # this bounds idle keep-alive connections too, and HeaderDeadline those that never send a request.
@@ -552,9 +556,10 @@ def build_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_
     return uvicorn.Server(uvicorn.Config(api.app, host=host, port=port, **options)), api
 
 
-def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:
+def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          served_names: tuple[str, ...] = ()) -> None:
     if api_key is None and not is_loopback(host):
         log.warning("serving on %s without an API key: anyone who can reach this address can use the model "
                     "(see --api-key-env)", host)
-    server, _ = build_server(engine, host, port, api_key)
+    server, _ = build_server(engine, host, port, api_key, served_names=served_names)
     server.run()

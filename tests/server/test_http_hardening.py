@@ -89,3 +89,30 @@ def test_bodies_need_the_json_content_type(strict, content_type):
 def test_a_keyed_server_refuses_other_content_types_too(server):  # noqa: F811
     status, body = server.post("/v1/fim/completions", FIM, headers={"Content-Type": "text/plain"})
     assert (status, body["error"]["code"]) == (415, "unsupported_media_type")
+
+
+@pytest.fixture(scope="module")
+def aliased(tmp_path_factory):
+    served, uv, thread = start(make_checkpoint(tmp_path_factory.mktemp("aliased") / MODEL),
+                               served_names=("codestral-latest", "codestral-2501"))
+    yield served
+    uv.should_exit = True
+    thread.join(timeout=20)
+
+
+def test_served_model_names_are_accepted_and_models_tells_the_truth(aliased):
+    for name in ("codestral-latest", "codestral-2501", MODEL):
+        status, body = aliased.post("/v1/fim/completions", {**FIM, "model": name})
+        assert status == 200 and body["model"] == MODEL, body
+    status, body = aliased.post("/v1/fim/completions", {**FIM, "model": "mistral-large-latest"})
+    assert (status, body["error"]["code"]) == (404, "model_not_found")
+    status, body = aliased.request("GET", "/v1/models")
+    assert [card["id"] for card in body["data"]] == [MODEL]
+
+
+def test_the_served_model_name_flag_takes_one_or_more_names():
+    from codestral_lsp.cli import build_parser
+
+    args = build_parser().parse_args(["serve-http", "--served-model-name", "codestral-latest", "codestral-2501"])
+    assert args.served_model_name == ["codestral-latest", "codestral-2501"]
+    assert build_parser().parse_args(["serve-http"]).served_model_name == []
