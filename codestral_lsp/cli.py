@@ -34,15 +34,16 @@ def load_engine(args, build_fused: bool = False):
 
 
 def cmd_serve(args) -> None:
+    from .lsp.protocol import serve_stdio, serve_tcp
     from .lsp.server import create_server
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     server = create_server(args.model)
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
-        server.start_tcp(host or "127.0.0.1", int(port))
+        serve_tcp(server, host or "127.0.0.1", int(port))
     else:
-        server.start_io()
+        serve_stdio(server)
 
 
 def cmd_serve_http(args) -> None:
@@ -59,7 +60,7 @@ def cmd_serve_http(args) -> None:
     if api_key == "":
         sys.exit(f"codestral-lsp: --api-key-env {args.api_key_env}: that environment variable is unset or empty")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    serve(load_engine(args), args.host, args.port, api_key=api_key)
+    serve(load_engine(args), args.host, args.port, api_key=api_key, served_names=tuple(args.served_model_name))
 
 
 def parse_location(spec: str) -> tuple[Path, int, int]:
@@ -77,7 +78,7 @@ def cmd_complete(args) -> None:
 
     path, line, col = parse_location(args.location)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8", errors="replace")
     except (OSError, UnicodeDecodeError) as exc:
         sys.exit(f"codestral-lsp: cannot read {path}: {exc}")
     lines = text.splitlines(keepends=True) or [""]
@@ -264,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--api-key-env", metavar="NAME", help="require 'Authorization: Bearer KEY', KEY read from "
                    "this environment variable")
+    s.add_argument("--served-model-name", nargs="+", metavar="NAME", default=[],
+                   help="other model names requests may give, e.g. codestral-latest for Mistral's clients "
+                   "(/v1/models still names the model that is loaded)")
     s.set_defaults(func=cmd_serve_http)
 
     s = with_model(sub.add_parser("complete", help="print the completion at FILE:LINE:COL (1-based)"))

@@ -15,7 +15,10 @@ first out; at most `max_queue` requests wait, the next gets 503. A client that d
 request: a waiting one is skipped, a running one stops at the next decode step.
 
 Exposure: loopback by default, where requests must also name a loopback Host (so a web page that
-rebinds its DNS name to 127.0.0.1 cannot use the API); an optional bearer key; bodies over 1 MiB get 413.
+rebinds its DNS name to 127.0.0.1 cannot use the API); an optional bearer key; bodies over 1 MiB get 413;
+a body labelled other than `Content-Type: application/json` gets 415, and so does an unlabelled one
+when there is no key (a web page can send those without the browser asking first); a connection that has not sent a request's headers within
+HEADER_TIMEOUT seconds is closed, so slow sockets cannot fill the connection cap.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from engine import Engine
 
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20  # bytes of JSON one request may carry
 DRAIN_LIMIT = 16 << 20  # an oversized body is read and dropped up to this, so its sender sees the 413
 DEFAULT_MAX_TOKENS = 128
+HEADER_TIMEOUT = 10.0  # seconds a connection has to send each request's headers
 SESSION = "http"  # one KV-cache session for all requests: each reuses its common prefix with the last
 FINISH = {"eos": "stop", "stop": "stop", "max_tokens": "length", "length": "length", "deadline": "length"}
 ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 500: "server_error", 503: "server_error"}
@@ -337,10 +342,13 @@ async def cancel_on_disconnect(request: Request, cancel: threading.Event):
 
 class HttpApi:
     def __init__(self, engine: Engine, api_key: str | None = None, check_host: bool = True, max_queue: int = 16,
-                 max_body: int = MAX_BODY):
+                 max_body: int = MAX_BODY, served_names: tuple[str, ...] = ()):
         self.engine, self.api_key, self.check_host, self.max_body = engine, api_key, check_host, max_body
         folder = engine.checkpoint.folder if engine.checkpoint else None
         self.model_id = folder.name if folder else "codestral-lsp"
+        # Other names requests may give (--served-model-name), e.g. "codestral-latest" for Mistral's own
+        # clients; answers and /v1/models still name the model that is loaded.
+        self.names = {self.model_id, *served_names}
         self.instruct = engine.instruct
         self.created = int(time.time())
         self.worker = Worker(engine, max_queue)
@@ -441,15 +449,21 @@ class HttpApi:
                            "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     def check_model(self, model: str | None) -> None:
-        if model is not None and model != self.model_id:
-            raise ApiError(404, f"model {model!r} is not served here; this server has {self.model_id!r}",
-                           "model_not_found", "model")
+        if model is not None and model not in self.names:
+            raise ApiError(404, f"model {model!r} is not served here; this server answers to "
+                           f"{', '.join(map(repr, sorted(self.names)))}", "model_not_found", "model")
 
     async def read_json(self, request: Request) -> dict:
         """The body as a JSON object. An oversized one is read to its end (up to DRAIN_LIMIT) and dropped:
         a client that sends its whole body before reading then sees the 413, not a reset connection."""
         too_large = ApiError(413, f"the request body is over {self.max_body} bytes", "request_too_large",
                              headers={"Connection": "close"})
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        # A page cannot send the key (the header needs the browser to ask first), but can send a body
+        # with no Content-Type: only a key-less server must refuse that.
+        if media_type != "application/json" and (media_type or self.api_key is None):
+            raise ApiError(415, f"the request body must be 'Content-Type: application/json', not {media_type!r}",
+                           "unsupported_media_type", headers={"Connection": "close"})
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > DRAIN_LIMIT:
             raise too_large
@@ -499,20 +513,53 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class HeaderDeadline(H11Protocol):
+    """uvicorn's h11 protocol, with a deadline for each request's headers.
+
+    uvicorn times out a connection only while it idles between requests; one that sends its first
+    request's headers a byte at a time holds a place under the connection cap for ever. The deadline
+    starts when the connection opens and again when an answer is complete; a request that begins
+    (a new cycle) before it passes is safe, else the connection is closed.
+    """
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._start_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._start_header_deadline()
+
+    def _start_header_deadline(self) -> None:
+        waiting_for = self.cycle  # the request that came before: the deadline passes unless a new one begins
+        self.loop.call_later(self.header_timeout, self._header_deadline, waiting_for)
+
+    def _header_deadline(self, waiting_for) -> None:
+        if self.cycle is waiting_for and not self.transport.is_closing():
+            log.info("closing a connection from %s: no request headers in %.0f s", self.client, self.header_timeout)
+            self.transport.close()
+
+
 def build_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-                 max_queue: int = 16, **uvicorn_options) -> tuple[uvicorn.Server, HttpApi]:
+                 max_queue: int = 16, header_timeout: float = HEADER_TIMEOUT, served_names: tuple[str, ...] = (),
+                 **uvicorn_options) -> tuple[uvicorn.Server, HttpApi]:
     """The API and a uvicorn server for it; `server.run()` serves until interrupted."""
-    api = HttpApi(engine, api_key=api_key, check_host=is_loopback(host), max_queue=max_queue)
+    api = HttpApi(engine, api_key=api_key, check_host=is_loopback(host), max_queue=max_queue,
+                  served_names=served_names)
+    protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": header_timeout})
     # Connections beyond limit_concurrency get uvicorn's plain 503: the queue bounds waiting requests,
-    # this bounds idle keep-alive connections too.
-    options = {"log_level": "info", "lifespan": "on", "timeout_graceful_shutdown": 5,
+    # this bounds idle keep-alive connections too, and HeaderDeadline those that never send a request.
+    options = {"log_level": "info", "lifespan": "on", "timeout_graceful_shutdown": 5, "http": protocol,
                "limit_concurrency": 4 * max_queue + 4, "server_header": False, **uvicorn_options}
     return uvicorn.Server(uvicorn.Config(api.app, host=host, port=port, **options)), api
 
 
-def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:
+def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          served_names: tuple[str, ...] = ()) -> None:
     if api_key is None and not is_loopback(host):
         log.warning("serving on %s without an API key: anyone who can reach this address can use the model "
                     "(see --api-key-env)", host)
-    server, _ = build_server(engine, host, port, api_key)
+    server, _ = build_server(engine, host, port, api_key, served_names=served_names)
     server.run()

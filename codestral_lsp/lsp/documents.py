@@ -91,6 +91,16 @@ class TextDocument:
         self._starts = None
 
 
+    def apply_changes(self, changes: list[tuple[str, Range | None]], version: int, encoding: str = "utf-16") -> None:
+        """Apply content changes in order and take the version, all or nothing: when one does not fit
+        (PositionError), the document keeps its text and version, so whatever is keyed by
+        (uri, version) still describes its text."""
+        scratch = TextDocument(self.uri, self.language_id, self.version, self.text)
+        for text, range in changes:
+            scratch.apply_change(text, range, encoding)
+        self.text, self._starts, self.version = scratch.text, scratch._starts, version
+
+
 class DocumentStore:
     def __init__(self) -> None:
         self.docs: dict[str, TextDocument] = {}

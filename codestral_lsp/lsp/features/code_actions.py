@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 
 from ...context import Profile, line_comment, profile
 from ..documents import PositionError
@@ -188,6 +189,21 @@ def instruct_edit(completer: Completer, text: str, kind: str, start: int, end: i
     return len(text), len(text), f"{sep}\n\n{new_code}\n"
 
 
+def checked_data(data: Any) -> dict:
+    """The data `code_action` put in an action, or InvalidParams: the client sends it back, maybe crafted."""
+    if not isinstance(data, dict):
+        raise JsonRpcInvalidParams("codeAction/resolve: the action carries no data")
+    fields = {"uri": str, "version": int, "kind": str, "start": int, "end": int}
+    if data.get("kind") not in INSTRUCT_TITLES:
+        fields.update(name=str, indent=str)
+    bad = [key for key, kind in fields.items() if type(data.get(key)) is not kind]
+    if not bad and not 0 <= data["start"] <= data["end"]:
+        bad = ["start", "end"]
+    if bad:
+        raise JsonRpcInvalidParams(f"codeAction/resolve: invalid data ({', '.join(bad)})")
+    return data
+
+
 def register(server: CodestralServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
         code_action_kinds=[types.CodeActionKind.RefactorRewrite], resolve_provider=True))
@@ -225,10 +241,12 @@ def register(server: CodestralServer) -> None:
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def resolve(ls: CodestralServer, action: types.CodeAction) -> types.CodeAction:
-        data = action.data if isinstance(action.data, dict) else {}
-        doc = ls.documents.get(data.get("uri", ""))
-        if doc is None or ls.completer is None or doc.version != data.get("version"):
+        data = checked_data(action.data)
+        doc = ls.documents.get(data["uri"])
+        if doc is None or ls.completer is None or doc.version != data["version"]:
             return action  # stale: no edit, the client shows nothing
+        if data["end"] > len(doc.text):
+            raise JsonRpcInvalidParams(f"codeAction/resolve: end {data['end']} is past the document's end")
         text, completer = doc.text, ls.completer
         if data.get("kind") in INSTRUCT_TITLES:
             kind, language = data["kind"], doc.language_id

@@ -1,8 +1,9 @@
 """Open, edited and closed documents (textDocument/didOpen, didChange, didClose).
 
-Incremental sync: each change replaces a range given in the negotiated position encoding. A change
-that does not fit the document (the editor and server disagree) is logged, and the next full sync
-or reopen repairs it; the server keeps serving.
+Incremental sync: each change replaces a range given in the negotiated position encoding. A
+notification's changes apply all or none: one that does not fit the document (the editor and server
+disagree) is logged and the document keeps its text and version; the next full sync or reopen
+repairs it, and the server keeps serving.
 """
 
 from __future__ import annotations
@@ -31,13 +32,12 @@ def register(server: CodestralServer) -> None:
             ls.log_message(f"codestral: change to unknown document {params.text_document.uri}",
                            types.MessageType.Warning)
             return
-        for change in params.content_changes:
-            try:
-                doc.apply_change(change.text, getattr(change, "range", None), ls.position_encoding)
-            except PositionError as exc:
-                ls.log_message(f"codestral: ignored a change to {doc.uri}: {exc}", types.MessageType.Warning)
-                return
-        doc.version = params.text_document.version
+        changes = [(change.text, getattr(change, "range", None)) for change in params.content_changes]
+        try:
+            doc.apply_changes(changes, params.text_document.version, ls.position_encoding)
+        except PositionError as exc:
+            ls.log_message(f"codestral: ignored version {params.text_document.version} of {doc.uri} "
+                           f"(it stays at version {doc.version}): {exc}", types.MessageType.Warning)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CodestralServer, params: types.DidCloseTextDocumentParams) -> None:
