@@ -102,6 +102,9 @@ def _loads(body: bytes) -> Any:
         return Unparsable(body, str(exc))
 
 
+_NEED_MORE = object()  # Framer._next: no whole message in the buffer yet
+
+
 class Framer:
     """Splits a byte stream into LSP messages, each a parsed JSON value or an `Unparsable`.
 
@@ -122,7 +125,7 @@ class Framer:
         """The messages that `data`, with what came before it, completes."""
         self.buf += data
         out = []
-        while (message := self._next()) is not None:
+        while (message := self._next()) is not _NEED_MORE:  # a body may be JSON null: that is a message
             out.append(message)
         return out
 
@@ -134,10 +137,10 @@ class Framer:
     def _next(self) -> Any:
         while self.length is None:
             if not self._read_header():
-                return None
+                return _NEED_MORE
         end = self._body_end()
         if end is None:
-            return None
+            return _NEED_MORE
         body = bytes(self.buf[:end])
         del self.buf[:end]
         declared, self.length, self.scanned = self.length, None, 0

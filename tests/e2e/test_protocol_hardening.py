@@ -161,3 +161,12 @@ def test_lone_surrogate_in_a_document_still_completes(raw):
         "context": {"triggerKind": 1}}))
     assert isinstance(answer["result"]["items"], list), answer
     still_serving(raw)  # hard.py borrows snippets from the open surrogate.py
+
+
+def test_framer_gives_every_message_of_one_read_a_json_null_included():
+    # A body of `null` is a message (an invalid one, answered -32600): it must not read as "no message
+    # yet", or the frames after it in the same read wait for the next bytes from the client.
+    from codestral_lsp.lsp.protocol import Framer
+
+    good = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "m"}).encode()
+    assert Framer().feed(frame(b"null") + frame(good)) == [None, json.loads(good)]
