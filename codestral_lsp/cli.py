@@ -221,8 +221,14 @@ def cmd_bench_peers(args) -> None:
 def cmd_bench_fuzz(args) -> None:
     from .tools.fuzz import fuzz_lsp, server_command
 
-    result = fuzz_lsp(server_command(args.model), args.messages, args.seed,
-                      progress=lambda n, total: progress(f"{n}/{total} messages"))
+    if args.http:
+        from .tools.fuzz_http import fuzz_http
+
+        result = fuzz_http(args.model, args.requests, args.slow_sockets, args.seed,
+                           progress=lambda n, total: progress(f"{n}/{total} requests"))
+    else:
+        result = fuzz_lsp(server_command(args.model), args.messages, args.seed,
+                          progress=lambda n, total: progress(f"{n}/{total} messages"))
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
@@ -327,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--model", help="checkpoint folder; default: embedded")
     f.add_argument("--messages", type=int, default=1000)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--http", action="store_true", help="fuzz serve-http instead: malformed requests, slow sockets")
+    f.add_argument("--requests", type=int, default=2000, help="with --http: requests sent")
+    f.add_argument("--slow-sockets", type=int, default=100, help="with --http: connections left half-sent")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_bench_fuzz)
 

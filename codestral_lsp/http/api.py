@@ -53,6 +53,7 @@ MAX_BODY = 1 << 20  # bytes of JSON one request may carry
 DRAIN_LIMIT = 16 << 20  # an oversized body is read and dropped up to this, so its sender sees the 413
 DEFAULT_MAX_TOKENS = 128
 HEADER_TIMEOUT = 10.0  # seconds a connection has to send each request's headers
+MAX_CONNECTIONS = 1024  # open connections at once (uvicorn's limit_concurrency)
 SESSION = "http"  # one KV-cache session for all requests: each reuses its common prefix with the last
 FINISH = {"eos": "stop", "stop": "stop", "max_tokens": "length", "length": "length", "deadline": "length"}
 ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 500: "server_error", 503: "server_error"}
@@ -549,10 +550,11 @@ def build_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_
     api = HttpApi(engine, api_key=api_key, check_host=is_loopback(host), max_queue=max_queue,
                   served_names=served_names)
     protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": header_timeout})
-    # Connections beyond limit_concurrency get uvicorn's plain 503: the queue bounds waiting requests,
-    # this bounds idle keep-alive connections too, and HeaderDeadline those that never send a request.
+    # Connections beyond limit_concurrency get uvicorn's plain 503. The queue bounds the work waiting;
+    # this bounds open connections, which cost little (asyncio), so it is high enough that 100 sockets
+    # stalled in their headers leave room for real clients until HeaderDeadline closes them.
     options = {"log_level": "info", "lifespan": "on", "timeout_graceful_shutdown": 5, "http": protocol,
-               "limit_concurrency": 4 * max_queue + 4, "server_header": False, **uvicorn_options}
+               "limit_concurrency": MAX_CONNECTIONS, "server_header": False, **uvicorn_options}
     return uvicorn.Server(uvicorn.Config(api.app, host=host, port=port, **options)), api
 
 

@@ -37,3 +37,14 @@ def test_three_hundred_keystrokes_all_answered_with_flat_memory():
     assert result["unanswered"] == 0 and result["errors"] == 0, result
     assert result["p50_ms"] is not None, result
     assert result["rss_growth_mb"] is not None and result["rss_growth_mb"] <= 20, result
+
+
+def test_fuzzed_http_requests_and_slow_sockets_leave_the_api_serving():
+    from codestral_lsp.tools.fuzz_http import fuzz_http
+
+    result = fuzz_http(MODEL, requests=300, slow=100, seed=3)
+    assert not result["crashed"] and result["failed"] == 0, result
+    assert result["server_errors"] == 0, result  # bad input gets a 4xx, never a 500
+    assert result["fim_ms_with_slow_sockets"] is not None, result  # answered while 100 sockets stall
+    assert result["status"].get("200", 0) > 0 and result["fim_ok_after"], result
+    assert "503" not in result["status"], result
