@@ -6,6 +6,10 @@
       -> the backend's FIM completion (local engine or remote server)      backends/
       -> post-processing: suffix overlap, repeats, indentation              context/postprocess.py
 
+Guardrails, for what leaves the machine: a document that `context.exclude` or the workspace's
+`.codestralignore` excludes gets no completion from a remote backend (nor from the local one without
+`context.localInExcluded`) and lends no snippets to other documents' prompts.
+
 Typeahead: when the user types the first characters of the suggestion on screen, the rest of it is
 answered at once from `RecentCompletions`, without generating.
 
@@ -16,12 +20,13 @@ forgetting a closed document all go through it, never to the backend directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .backends import Backend, Completion, as_backend
 from .context import ParseCache, Suggestion, completion_mode, fim_window, neighbour_header, postprocess, stop_rule
+from .context.exclusion import Exclusion
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -41,7 +46,7 @@ class Result:
     suggestion: Suggestion | None
     stats: dict = field(default_factory=dict)
     latency_ms: float = 0.0
-    source: str = "model"  # "model", "typeahead" or "cache"
+    source: str = "model"  # "model", "typeahead", "cache" or "excluded" (context.exclude: nothing asked)
 
 
 class RecentCompletions:
@@ -85,11 +90,15 @@ class Completer:
     """Turns (document, cursor) into a suggestion with a backend; holds the typeahead and parse caches.
 
     An `engine.Engine` may be given for a backend (scripts, tools): it is used as the local backend.
+    ignore_files: {workspace root uri: the text of its .codestralignore}, added to `context.exclude`.
     """
 
-    def __init__(self, backend: Backend | Engine, settings: Settings | None = None):
+    def __init__(self, backend: Backend | Engine, settings: Settings | None = None,
+                 ignore_files: Mapping[str, str] | None = None):
         self.backend = as_backend(backend)
         self.settings = settings or Settings()
+        self.ignore_files = dict(ignore_files or {})
+        self.exclusion = Exclusion.build(self.settings.context.exclude, self.ignore_files)
         self.recent = RecentCompletions()
         self.parses = ParseCache()
         tokenizer = self.backend.tokenizer
@@ -99,7 +108,20 @@ class Completer:
         """New settings: suggestions made under the old ones are forgotten."""
         self.settings = settings
         self.recent.clear()
+        self.exclusion = Exclusion.build(settings.context.exclude, self.ignore_files)
         self.backend.configure(settings)
+
+    def use_workspace(self, ignore_files: Mapping[str, str]) -> None:
+        """New workspace roots and their .codestralignore texts."""
+        self.ignore_files = dict(ignore_files)
+        self.exclusion = Exclusion.build(self.settings.context.exclude, self.ignore_files)
+        self.recent.clear()
+
+    def kept_out(self, uri: str | None) -> bool:
+        """Whether a completion in the document at uri must not be asked for (context.exclude)."""
+        if uri is None or not self.exclusion.excludes(uri):
+            return False
+        return self.backend.remote or not self.settings.context.local_in_excluded
 
     def forget(self, uri: str) -> None:
         """A closed document: drop its parse tree and what the backend keeps for it."""
@@ -112,7 +134,10 @@ class Completer:
         return self.backend.instruct
 
     def fill(self, prefix: str, suffix: str, **options) -> Completion:
-        """A raw FIM completion between prefix and suffix (the code actions' bodies and docstrings)."""
+        """A raw FIM completion between prefix and suffix (the code actions' bodies and docstrings); empty
+        when the document named by options["session"] is kept out (context.exclude)."""
+        if self.kept_out(options.get("session")):
+            return Completion("", [], {"stop_reason": "excluded"})
         return self.backend.complete(prefix, suffix, **options)
 
     def chat(self, turns: list[tuple[str, str]], **options) -> Completion:
@@ -122,6 +147,7 @@ class Completer:
     def window_for(self, doc: Document, offset: int, others: list[Document] = (), tree=None):
         s = self.settings
         header = ""
+        others = [o for o in others if not self.exclusion.excludes(o.uri)]  # excluded documents lend nothing
         if s.context.neighbour_files and others:
             line_start = doc.text.rfind("\n", 0, offset) + 1
             anchor = doc.text[max(0, line_start - 1500): line_start]
@@ -135,6 +161,8 @@ class Completer:
                  insert_spaces: bool | None = None, use_recent: bool = True) -> Result:
         """The suggestion at `offset`; tab_size and insert_spaces are the editor's, None: the document's."""
         start = time.perf_counter()
+        if self.kept_out(doc.uri):
+            return Result(None, {"stop_reason": "excluded"}, (time.perf_counter() - start) * 1000, "excluded")
         if use_recent:
             hit = self.recent.lookup(doc.text, offset)
             if hit is not None:

@@ -48,6 +48,7 @@ class CodestralServer(LanguageServer):
         self.backend_error: str | None = None  # why the backend's requests fail, while they do
         self._last_latency_sent = 0.0  # when a completion's latency was last reported
         self._loaded_key: tuple | None = None
+        self.ignore_files: dict[str, str] = {}  # workspace root -> its .codestralignore (context.exclude)
 
     # -- settings -----------------------------------------------------------------------------------
 
@@ -63,6 +64,12 @@ class CodestralServer(LanguageServer):
             self.start_loading()
         elif self.backend is not None:
             self.set_status(*self.ready_status())
+
+    def use_workspace(self, ignore_files: dict[str, str]) -> None:
+        """The workspace roots and their .codestralignore texts."""
+        self.ignore_files = ignore_files
+        if self.completer is not None:
+            self.completer.use_workspace(ignore_files)
 
     def model_key(self) -> tuple:
         """The settings the backend was opened with; when they change, it opens again."""
@@ -135,7 +142,7 @@ class CodestralServer(LanguageServer):
             return
         self.backend, self.backend_error = backend, error
         backend.configure(self.settings)  # what changed while it opened
-        self.completer = Completer(backend, self.settings)  # requests go on even after an error: it may pass
+        self.completer = Completer(backend, self.settings, self.ignore_files)  # requests go on after an error too
         self.loaded_message = backend.describe()
         opened_log = None if error else backend.opened_log()
         if opened_log:  # the log line first: a client that sees "ready" has the details already
