@@ -8,7 +8,9 @@
 
 Guardrails, for what leaves the machine: a document that `context.exclude` or the workspace's
 `.codestralignore` excludes gets no completion from a remote backend (nor from the local one without
-`context.localInExcluded`) and lends no snippets to other documents' prompts.
+`context.localInExcluded`) and lends no snippets to other documents' prompts. Before a prompt goes to
+a remote backend, strings that look like secrets are replaced by a placeholder (`context/secrets.py`);
+a suggestion from any backend that holds a secret-shaped literal is not shown.
 
 Typeahead: when the user types the first characters of the suggestion on screen, the rest of it is
 answered at once from `RecentCompletions`, without generating.
@@ -19,6 +21,7 @@ forgetting a closed document all go through it, never to the backend directly.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,10 +30,13 @@ from typing import TYPE_CHECKING
 from .backends import Backend, Completion, as_backend
 from .context import ParseCache, Suggestion, completion_mode, fim_window, neighbour_header, postprocess, stop_rule
 from .context.exclusion import Exclusion
+from .context.secrets import has_secret, redact
 from .settings import Settings
 
 if TYPE_CHECKING:
     from engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,11 +144,31 @@ class Completer:
         when the document named by options["session"] is kept out (context.exclude)."""
         if self.kept_out(options.get("session")):
             return Completion("", [], {"stop_reason": "excluded"})
-        return self.backend.complete(prefix, suffix, **options)
+        prefix, suffix = self.outgoing(prefix, suffix)
+        return self.shown(self.backend.complete(prefix, suffix, **options))
 
     def chat(self, turns: list[tuple[str, str]], **options) -> Completion:
         """An instruct model's answer to (role, content) turns; raises ValueError for other models."""
-        return self.backend.chat(turns, **options)
+        contents = self.outgoing(*(content for _, content in turns))
+        return self.shown(self.backend.chat([(role, c) for (role, _), c in zip(turns, contents)], **options))
+
+    def outgoing(self, *texts: str) -> list[str]:
+        """The texts of one request as they may go to the backend: secrets redacted when it is remote."""
+        if not self.backend.remote:
+            return list(texts)
+        redacted = [redact(text) for text in texts]
+        count = sum(n for _, n in redacted)
+        if count:
+            log.debug("remote request: %d redaction(s)", count)  # the count only, never the values
+        return [text for text, _ in redacted]
+
+    @staticmethod
+    def shown(answer: Completion) -> Completion:
+        """The answer, or an empty one when it holds a secret-shaped literal."""
+        if answer.text and has_secret(answer.text):
+            log.debug("an answer with a secret-shaped literal was not shown")
+            return Completion("", answer.tokens, {**answer.stats, "stop_reason": "secret"})
+        return answer
 
     def window_for(self, doc: Document, offset: int, others: list[Document] = (), tree=None):
         s = self.settings
@@ -171,8 +197,9 @@ class Completer:
         tree = self.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
         window = self.window_for(doc, offset, others, tree)
         mode = completion_mode(doc.text, offset, doc.language_id, s.completion.multiline, tree)
+        prefix, suffix = self.outgoing(window.prefix, window.suffix)
         gen = self.backend.stream(
-            window.prefix, window.suffix, max_tokens=s.completion.max_tokens,
+            prefix, suffix, max_tokens=s.completion.max_tokens,
             temperature=s.completion.temperature, stop_fn=stop_rule(mode, doc.text, offset, doc.language_id),
             deadline=time.monotonic() + s.completion.timeout_ms / 1000, cancelled=cancelled,
             session=doc.uri, speculative=None if s.speculative.mode == "off" else s.speculative.mode)
@@ -181,6 +208,16 @@ class Completer:
         suggestion = None
         if gen.stats.get("stop_reason") not in ("cancelled", "error"):  # "error": a remote backend's failed request
             suggestion = postprocess(gen.text, doc.text, offset, doc.language_id, mode, tab_size, insert_spaces)
+        if suggestion is not None and secret_in(suggestion, doc.text, offset):
+            log.debug("a suggestion with a secret-shaped literal was not shown")
+            suggestion = None
         if suggestion is not None:
             self.recent.put(doc.text, offset, suggestion)
         return Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000)
+
+
+def secret_in(suggestion: Suggestion, text: str, offset: int) -> bool:
+    """Whether the suggestion holds a secret-shaped literal, read with the line it continues (so that
+    `password = "` + `hunter22"` counts) but not counting a secret the user had typed already."""
+    before = text[text.rfind("\n", 0, offset) + 1: offset]
+    return has_secret(before + suggestion.text, after=len(before))

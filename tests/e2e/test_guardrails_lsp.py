@@ -130,3 +130,25 @@ async def test_a_neighbour_env_never_appears_in_a_prompt(client: LanguageClient)
     prompt = RECORDER.prompts[-1]["prompt"]
     assert "VARS_MARKER" in prompt  # the test is not vacuous: neighbours do lend
     assert "ENV_MARKER" not in RECORDER.sent() and "PRIVATE_MARKER" not in RECORDER.sent()
+
+
+async def test_a_prompt_with_an_aws_key_arrives_redacted(client: LanguageClient):
+    key, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    text = (f'import boto3\n\ns3 = boto3.client("s3", aws_access_key_id="{key}",\n'
+            f'                  aws_secret_access_key="{secret}")\ns3.')
+    assert await inline(client, open_doc(client, "src/upload.py", text), text) == ["x"]
+    prompt = RECORDER.prompts[-1]["prompt"]
+    assert 'aws_access_key_id="<redacted>"' in prompt and 'aws_secret_access_key="<redacted>"' in prompt
+    assert key not in RECORDER.sent() and secret not in RECORDER.sent()
+
+
+async def test_a_suggestion_containing_a_token_is_not_shown(client: LanguageClient):
+    text = "import requests\n\nheaders = {'Authorization': 'token "
+    uri = open_doc(client, "src/api.py", text)
+    RECORDER.answer = "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8'}"
+    try:
+        assert await inline(client, uri, text) == []
+    finally:
+        RECORDER.answer = "x"
+    text2 = text + "' + load_token()}\nr = requests."  # and the next, ordinary suggestion is shown
+    assert await inline(client, open_doc(client, "src/api2.py", text2), text2) == ["x"]
