@@ -53,6 +53,7 @@ class Result:
     stats: dict = field(default_factory=dict)
     latency_ms: float = 0.0
     source: str = "model"  # "model", "typeahead", "cache" or "excluded" (context.exclude: nothing asked)
+    backend: str | None = None  # the label of the backend whose text this is; None when none was asked
 
 
 class RecentCompletions:
@@ -192,7 +193,7 @@ class Completer:
         if use_recent:
             hit = self.recent.lookup(doc.text, offset)
             if hit is not None:
-                return Result(hit, {}, (time.perf_counter() - start) * 1000, "typeahead")
+                return Result(hit, {}, (time.perf_counter() - start) * 1000, "typeahead", self.backend.label)
         s = self.settings
         tree = self.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
         window = self.window_for(doc, offset, others, tree)
@@ -213,7 +214,7 @@ class Completer:
             suggestion = None
         if suggestion is not None:
             self.recent.put(doc.text, offset, suggestion)
-        return Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000)
+        return Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000, backend=self.backend.label)
 
 
 def secret_in(suggestion: Suggestion, text: str, offset: int) -> bool:

@@ -44,6 +44,7 @@ class CodestralServer(LanguageServer):
         self.completer: Completer | None = None
         self.state, self.state_message = "loading", "starting"
         self.last_latency_ms: float | None = None
+        self.last_backend: str | None = None  # the label of the backend that answered the last suggestion
         self.loaded_message = ""
         self.backend_error: str | None = None  # why the backend's requests fail, while they do
         self._last_latency_sent = 0.0  # when a completion's latency was last reported
@@ -170,13 +171,16 @@ class CodestralServer(LanguageServer):
         else:
             self.log_message(f"codestral: the {self.settings.model.backend} backend answers again")
 
-    def record_latency(self, latency_ms: float) -> None:
-        """Keep the last latency and tell the client, at most once a second. Statuses sent for other
+    def record_latency(self, latency_ms: float, backend: str | None = None) -> None:
+        """Keep the last latency, and the backend that answered when a suggestion is shown, and tell the
+        client: at most once a second, or at once when another backend answered. Statuses sent for other
         reasons (ready, loading) do not count: the first completion after the server became ready is
         reported at once. Sent here, on the event loop, before the completion's answer: never later."""
         self.last_latency_ms = round(latency_ms, 1)
+        changed = backend is not None and backend != self.last_backend
+        self.last_backend = backend or self.last_backend
         now = time.monotonic()
-        if self.state == "ready" and now - self._last_latency_sent >= 1.0:
+        if self.state == "ready" and (changed or now - self._last_latency_sent >= 1.0):
             self._last_latency_sent = now
             self.set_status(self.state, self.state_message)
 
@@ -203,7 +207,7 @@ class CodestralServer(LanguageServer):
             self._last_latency_sent = 0.0  # the first completion in the new state is reported at once
         self.state, self.state_message = state, message
         self.protocol.notify(STATUS, {"state": state, "message": message, "lastLatencyMs": self.last_latency_ms,
-                                      "model": self.status_model()})
+                                      "model": self.status_model(), "lastBackend": self.last_backend})
 
     def status_model(self) -> str:
         if self.backend is not None:

@@ -73,11 +73,12 @@ SETTINGS = {"model": {"backend": "openai", "endpoint": RECORDER.url},
                                               server_env={**os.environ, "OMP_NUM_THREADS": "1"}),
                     scope="module", loop_scope="module")
 async def client(lsp_client: LanguageClient):
-    lsp_client.states = []
+    lsp_client.states, lsp_client.backends = [], []
 
     @lsp_client.feature("codestral/status")
     def on_status(params):
         lsp_client.states.append(params.state)
+        lsp_client.backends.append(getattr(params, "lastBackend", None))
 
     await lsp_client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities("neovim"), root_uri=ROOT.as_uri(), initialization_options=SETTINGS))
@@ -152,3 +153,10 @@ async def test_a_suggestion_containing_a_token_is_not_shown(client: LanguageClie
         RECORDER.answer = "x"
     text2 = text + "' + load_token()}\nr = requests."  # and the next, ordinary suggestion is shown
     assert await inline(client, open_doc(client, "src/api2.py", text2), text2) == ["x"]
+
+
+async def test_the_status_names_the_backend_that_answered(client: LanguageClient):
+    text = "total = 0\nfor i in range(3):\n    total += "
+    assert await inline(client, open_doc(client, "src/sum.py", text), text) == ["x"]
+    await asyncio.sleep(0.2)  # the status goes out before the answer; let the client read it
+    assert client.backends[-1] == "openai:recorded", client.backends
