@@ -160,3 +160,23 @@ async def test_the_status_names_the_backend_that_answered(client: LanguageClient
     assert await inline(client, open_doc(client, "src/sum.py", text), text) == ["x"]
     await asyncio.sleep(0.2)  # the status goes out before the answer; let the client read it
     assert client.backends[-1] == "openai:recorded", client.backends
+
+
+async def test_added_folders_and_saved_ignore_files_are_read(client: LanguageClient):
+    other = Path(tempfile.mkdtemp(prefix="codestral-guardrails-other-"))
+    (other / ".codestralignore").write_text("*.sql\n")
+    client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
+        types.WorkspaceFoldersChangeEvent(added=[types.WorkspaceFolder(other.as_uri(), "other")], removed=[])))
+    before = len(RECORDER.prompts)
+    text = "SELECT_MARKER = 1\nx = "
+    uri = (other / "q.sql").as_uri()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
+    assert await inline(client, uri, text) == [] and len(RECORDER.prompts) == before
+
+    (ROOT / ".codestralignore").write_text("private/\ngenerated/\n")  # edited, then saved in the editor
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        types.TextDocumentIdentifier((ROOT / ".codestralignore").as_uri())))
+    assert await inline(client, open_doc(client, "generated/out.py", text), text) == []
+    assert len(RECORDER.prompts) == before and "SELECT_MARKER" not in RECORDER.sent()
+    assert await inline(client, open_doc(client, "src/fine.py", text), text) == ["x"]  # others still reach it

@@ -3,7 +3,8 @@
 Settings arrive in `initializationOptions` and later in `workspace/didChangeConfiguration`, as the
 camelCase tree of settings.py (bare or under "codestral"). The model starts loading once the client
 says `initialized`, with `$/progress` where the client supports it. Each workspace root the client
-names (workspaceFolders, else rootUri, else rootPath) is read for its `.codestralignore`.
+names (workspaceFolders, else rootUri, else rootPath) is read for its `.codestralignore`, again when
+folders are added or removed and when a `.codestralignore` is saved.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ def register(server: CodestralServer) -> None:
         if isinstance(params.settings, dict) and params.settings:
             ls.apply_settings(params.settings)
             ls.log_message("codestral: settings updated")
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_workspace_folders(ls: CodestralServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        removed = {folder.uri for folder in params.event.removed}
+        roots = [root for root in ls.ignore_files if root not in removed]
+        roots += [folder.uri for folder in params.event.added if folder.uri not in roots]
+        ls.use_workspace(ignore_files(roots))
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: CodestralServer, params: types.DidSaveTextDocumentParams) -> None:
+        if params.text_document.uri.endswith("/" + IGNORE_FILE):
+            ls.use_workspace(ignore_files(list(ls.ignore_files)))
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: CodestralServer, params: None) -> None:
