@@ -14,23 +14,27 @@ import pytest
 
 from codestral_lsp.backends import Completion
 from codestral_lsp.context import secrets
+from codestral_lsp.context.postprocess import Suggestion
 from codestral_lsp.context.secrets import PLACEHOLDER, find_secrets, has_secret, redact
 from codestral_lsp.pipeline import Completer, Document, secret_in
-from codestral_lsp.context.postprocess import Suggestion
 from test_exclusion import Recording, completer  # noqa: F401  (a backend that records its prompts)
 
 B64 = "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4OTBhYmNkZWZn"
 AZURE = "q3Zk8Yw1Lp0Xv5Rb7Tn2Md4Hs6Jf9Gc1Ke3Aw5Uy7Io0Pq2Ws4Ed6Rf8Tg0Yh2Uj4Ik6Ol8Pz1Xc3Vb5Nm7Qa9=="
-PEM_BODY = "MIIEowIBAAKCAQEA7bq9nL2kPq1sX3vRZ2gJmYt8w0cXo4uN5dTfHeWzKQ1xLk9a\nb8Qm2VrT6yHnJcF0pE3sD7gZ1iU4oP9lK8jH6gF5dS4aQ3wE2rT1yU0iO9pL8kJ\n"
+PEM_BODY = ("MIIEowIBAAKCAQEA7bq9nL2kPq1sX3vRZ2gJmYt8w0cXo4uN5dTfHeWzKQ1xLk9a\n"
+            "b8Qm2VrT6yHnJcF0pE3sD7gZ1iU4oP9lK8jH6gF5dS4aQ3wE2rT1yU0iO9pL8kJ\n")
 CASES = {  # kind: (text, the secret in it)
     "aws access key id": ('aws_id = "AKIAIOSFODNN7EXAMPLE"\n', "AKIAIOSFODNN7EXAMPLE"),
     "aws secret key": ('aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\n',
                        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
     "aws key in .env": ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n", "AKIAIOSFODNN7EXAMPLE"),
-    "gcp api key": ("const key = 'AIzaSyD3x4mPl3K3yF0rT3st1ngPurp0s3sOnly';\n", "AIzaSyD3x4mPl3K3yF0rT3st1ngPurp0s3sOnly"),
+    "gcp api key": ("const key = 'AIzaSyD3x4mPl3K3yF0rT3st1ngPurp0s3sOnly';\n",
+                    "AIzaSyD3x4mPl3K3yF0rT3st1ngPurp0s3sOnly"),
     "gcp service account key": ('{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n'
-                                '-----END PRIVATE KEY-----\\n", "client_email": "a@b.iam"}\n', "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
-    "azure storage key": ("conn = 'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + AZURE + ";'\n", AZURE[:-2]),
+                                '-----END PRIVATE KEY-----\\n", "client_email": "a@b.iam"}\n',
+                                "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+    "azure storage key": ("conn = 'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + AZURE + ";'\n",
+                          AZURE[:-2]),
     "github token": ('token = "ghp_' + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8" + '"\n',
                      "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"),
     "github fine-grained token": ("GH=github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123\n",
@@ -49,7 +53,8 @@ CASES = {  # kind: (text, the secret in it)
                           "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"),
     "jwt": ('auth = "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.'
             'dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"\n', "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
-    "private key block": ("key = '''-----BEGIN RSA PRIVATE KEY-----\n" + PEM_BODY + "-----END RSA PRIVATE KEY-----'''\n",
+    "private key block": ("key = '''-----BEGIN RSA PRIVATE KEY-----\n" + PEM_BODY
+                          + "-----END RSA PRIVATE KEY-----'''\n",
                           "7bq9nL2kPq1sX3vRZ2gJmYt8w0cXo4uN5dTfHeWzKQ1xLk9a"),
     "private key block cut at its end": ("-----BEGIN OPENSSH PRIVATE KEY-----\n" + PEM_BODY,
                                          "8Qm2VrT6yHnJcF0pE3sD7gZ1iU4oP9lK8jH6gF5dS4aQ3wE2rT1yU0iO9pL8kJ"),
