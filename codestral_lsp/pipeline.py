@@ -6,6 +6,12 @@
       -> the backend's FIM completion (local engine or remote server)      backends/
       -> post-processing: suffix overlap, repeats, indentation              context/postprocess.py
 
+Guardrails, for what leaves the machine: a document that `context.exclude` or the workspace's
+`.codestralignore` excludes gets no completion from a remote backend (nor from the local one without
+`context.localInExcluded`) and lends no snippets to other documents' prompts. Before a prompt goes to
+a remote backend, strings that look like secrets are replaced by a placeholder (`context/secrets.py`);
+a suggestion from any backend that holds a secret-shaped literal is not shown.
+
 Typeahead: when the user types the first characters of the suggestion on screen, the rest of it is
 answered at once from `RecentCompletions`, without generating.
 
@@ -15,17 +21,22 @@ forgetting a closed document all go through it, never to the backend directly.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .backends import Backend, Completion, as_backend
 from .context import ParseCache, Suggestion, completion_mode, fim_window, neighbour_header, postprocess, stop_rule
+from .context.exclusion import Exclusion
+from .context.secrets import has_secret, redact
 from .settings import Settings
 
 if TYPE_CHECKING:
     from engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,7 +52,8 @@ class Result:
     suggestion: Suggestion | None
     stats: dict = field(default_factory=dict)
     latency_ms: float = 0.0
-    source: str = "model"  # "model", "typeahead" or "cache"
+    source: str = "model"  # "model", "typeahead", "cache" or "excluded" (context.exclude: nothing asked)
+    backend: str | None = None  # the label of the backend whose text this is; None when none was asked
 
 
 class RecentCompletions:
@@ -85,11 +97,15 @@ class Completer:
     """Turns (document, cursor) into a suggestion with a backend; holds the typeahead and parse caches.
 
     An `engine.Engine` may be given for a backend (scripts, tools): it is used as the local backend.
+    ignore_files: {workspace root uri: the text of its .codestralignore}, added to `context.exclude`.
     """
 
-    def __init__(self, backend: Backend | Engine, settings: Settings | None = None):
+    def __init__(self, backend: Backend | Engine, settings: Settings | None = None,
+                 ignore_files: Mapping[str, str] | None = None):
         self.backend = as_backend(backend)
         self.settings = settings or Settings()
+        self.ignore_files = dict(ignore_files or {})
+        self.exclusion = Exclusion.build(self.settings.context.exclude, self.ignore_files)
         self.recent = RecentCompletions()
         self.parses = ParseCache()
         tokenizer = self.backend.tokenizer
@@ -99,7 +115,20 @@ class Completer:
         """New settings: suggestions made under the old ones are forgotten."""
         self.settings = settings
         self.recent.clear()
+        self.exclusion = Exclusion.build(settings.context.exclude, self.ignore_files)
         self.backend.configure(settings)
+
+    def use_workspace(self, ignore_files: Mapping[str, str]) -> None:
+        """New workspace roots and their .codestralignore texts."""
+        self.ignore_files = dict(ignore_files)
+        self.exclusion = Exclusion.build(self.settings.context.exclude, self.ignore_files)
+        self.recent.clear()
+
+    def kept_out(self, uri: str | None) -> bool:
+        """Whether a completion in the document at uri must not be asked for (context.exclude)."""
+        if uri is None or not self.exclusion.excludes(uri):
+            return False
+        return self.backend.remote or not self.settings.context.local_in_excluded
 
     def forget(self, uri: str) -> None:
         """A closed document: drop its parse tree and what the backend keeps for it."""
@@ -112,16 +141,40 @@ class Completer:
         return self.backend.instruct
 
     def fill(self, prefix: str, suffix: str, **options) -> Completion:
-        """A raw FIM completion between prefix and suffix (the code actions' bodies and docstrings)."""
-        return self.backend.complete(prefix, suffix, **options)
+        """A raw FIM completion between prefix and suffix (the code actions' bodies and docstrings); empty
+        when the document named by options["session"] is kept out (context.exclude)."""
+        if self.kept_out(options.get("session")):
+            return Completion("", [], {"stop_reason": "excluded"})
+        prefix, suffix = self.outgoing(prefix, suffix)
+        return self.shown(self.backend.complete(prefix, suffix, **options))
 
     def chat(self, turns: list[tuple[str, str]], **options) -> Completion:
         """An instruct model's answer to (role, content) turns; raises ValueError for other models."""
-        return self.backend.chat(turns, **options)
+        contents = self.outgoing(*(content for _, content in turns))
+        return self.shown(self.backend.chat([(role, c) for (role, _), c in zip(turns, contents)], **options))
+
+    def outgoing(self, *texts: str) -> list[str]:
+        """The texts of one request as they may go to the backend: secrets redacted when it is remote."""
+        if not self.backend.remote:
+            return list(texts)
+        redacted = [redact(text) for text in texts]
+        count = sum(n for _, n in redacted)
+        if count:
+            log.debug("remote request: %d redaction(s)", count)  # the count only, never the values
+        return [text for text, _ in redacted]
+
+    @staticmethod
+    def shown(answer: Completion) -> Completion:
+        """The answer, or an empty one when it holds a secret-shaped literal."""
+        if answer.text and has_secret(answer.text):
+            log.debug("an answer with a secret-shaped literal was not shown")
+            return Completion("", answer.tokens, {**answer.stats, "stop_reason": "secret"})
+        return answer
 
     def window_for(self, doc: Document, offset: int, others: list[Document] = (), tree=None):
         s = self.settings
         header = ""
+        others = [o for o in others if not self.exclusion.excludes(o.uri)]  # excluded documents lend nothing
         if s.context.neighbour_files and others:
             line_start = doc.text.rfind("\n", 0, offset) + 1
             anchor = doc.text[max(0, line_start - 1500): line_start]
@@ -135,16 +188,19 @@ class Completer:
                  insert_spaces: bool | None = None, use_recent: bool = True) -> Result:
         """The suggestion at `offset`; tab_size and insert_spaces are the editor's, None: the document's."""
         start = time.perf_counter()
+        if self.kept_out(doc.uri):
+            return Result(None, {"stop_reason": "excluded"}, (time.perf_counter() - start) * 1000, "excluded")
         if use_recent:
             hit = self.recent.lookup(doc.text, offset)
             if hit is not None:
-                return Result(hit, {}, (time.perf_counter() - start) * 1000, "typeahead")
+                return Result(hit, {}, (time.perf_counter() - start) * 1000, "typeahead", self.backend.label)
         s = self.settings
         tree = self.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
         window = self.window_for(doc, offset, others, tree)
         mode = completion_mode(doc.text, offset, doc.language_id, s.completion.multiline, tree)
+        prefix, suffix = self.outgoing(window.prefix, window.suffix)
         gen = self.backend.stream(
-            window.prefix, window.suffix, max_tokens=s.completion.max_tokens,
+            prefix, suffix, max_tokens=s.completion.max_tokens,
             temperature=s.completion.temperature, stop_fn=stop_rule(mode, doc.text, offset, doc.language_id),
             deadline=time.monotonic() + s.completion.timeout_ms / 1000, cancelled=cancelled,
             session=doc.uri, speculative=None if s.speculative.mode == "off" else s.speculative.mode)
@@ -153,6 +209,16 @@ class Completer:
         suggestion = None
         if gen.stats.get("stop_reason") not in ("cancelled", "error"):  # "error": a remote backend's failed request
             suggestion = postprocess(gen.text, doc.text, offset, doc.language_id, mode, tab_size, insert_spaces)
+        if suggestion is not None and secret_in(suggestion, doc.text, offset):
+            log.debug("a suggestion with a secret-shaped literal was not shown")
+            suggestion = None
         if suggestion is not None:
             self.recent.put(doc.text, offset, suggestion)
-        return Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000)
+        return Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000, backend=self.backend.label)
+
+
+def secret_in(suggestion: Suggestion, text: str, offset: int) -> bool:
+    """Whether the suggestion holds a secret-shaped literal, read with the line it continues (so that
+    `password = "` + `hunter22"` counts) but not counting a secret the user had typed already."""
+    before = text[text.rfind("\n", 0, offset) + 1: offset]
+    return has_secret(before + suggestion.text, after=len(before))

@@ -13,7 +13,7 @@ keeps the default for them, it never fails.
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, get_type_hints
+from typing import Any, get_origin, get_type_hints
 
 
 def setting(default: Any, description: str, choices: tuple | None = None, minimum: float | None = None):
@@ -62,6 +62,12 @@ class CompletionSettings:
 class ContextSettings:
     neighbour_files: int = setting(3, "How many other open documents may lend snippets.", minimum=0)
     neighbour_tokens: int = setting(256, "Token budget for snippets from other documents.", minimum=0)
+    exclude: tuple[str, ...] = setting(
+        (".env*", "*.pem", "*.key", "id_*", "*.p12", "secrets.*", ".npmrc", ".pypirc", "credentials*"),
+        "Gitignore-style patterns of documents whose text never goes to a remote backend and never lends "
+        "snippets to another document's prompt; each workspace root's .codestralignore adds its own.")
+    local_in_excluded: bool = setting(True, "Local completions in excluded documents (their text stays on this "
+                                      "machine); remote backends never complete in them.")
 
 
 @dataclass
@@ -94,6 +100,9 @@ def camel(name: str) -> str:
 
 def _check(value: Any, hint: Any, meta: dict) -> str | None:
     """Why value is not acceptable for a field, or None."""
+    if get_origin(hint) is tuple:  # a list of strings on the wire
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else "must be a list of strings"
     allowed = getattr(hint, "__args__", (hint,))
     if value is None:
         return None if type(None) in allowed else "must not be null"
@@ -138,7 +147,8 @@ def _parse(cls, raw: Any, where: str, problems: list[str]):
         if why:
             problems.append(f"{path}: {why}, got {value!r}; using {getattr(obj, f.name)!r}")
         else:
-            setattr(obj, f.name, float(value) if hints[f.name] is float else value)
+            setattr(obj, f.name, float(value) if hints[f.name] is float else
+                    tuple(value) if isinstance(value, list) else value)
     return obj
 
 

@@ -47,6 +47,7 @@ class Backend(ABC):
     tokenizer: object  # the tokenizer the context budgets count with (`encode(text) -> ids`)
     instruct: bool = False  # answers `chat`: the instruct code actions are offered
     shows_progress: ClassVar[bool] = False  # `open` takes long enough for a $/progress report
+    remote: ClassVar[bool] = False  # prompts leave the machine: excluded documents and secrets stay out of them
 
     @classmethod
     @abstractmethod

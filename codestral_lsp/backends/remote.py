@@ -108,6 +108,8 @@ def default_tokenizer():
 class RemoteBackend(Backend):
     """One remote server, one keep-alive HTTP client."""
 
+    remote = True
+
     def __init__(self, config: RemoteConfig, tokenizer=None, report: Report | None = None,
                  transport: httpx.BaseTransport | None = None):
         self.config = config

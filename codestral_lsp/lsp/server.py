@@ -45,10 +45,12 @@ class CodestralServer(LanguageServer):
         self.state, self.state_message = "loading", "starting"
         self.settled = asyncio.Event()  # set while the state is anything but "loading"
         self.last_latency_ms: float | None = None
+        self.last_backend: str | None = None  # the label of the backend that answered the last suggestion
         self.loaded_message = ""
         self.backend_error: str | None = None  # why the backend's requests fail, while they do
         self._last_latency_sent = 0.0  # when a completion's latency was last reported
         self._loaded_key: tuple | None = None
+        self.ignore_files: dict[str, str] = {}  # workspace root -> its .codestralignore (context.exclude)
 
     # -- settings -----------------------------------------------------------------------------------
 
@@ -64,6 +66,12 @@ class CodestralServer(LanguageServer):
             self.start_loading()
         elif self.backend is not None:
             self.set_status(*self.ready_status())
+
+    def use_workspace(self, ignore_files: dict[str, str]) -> None:
+        """The workspace roots and their .codestralignore texts."""
+        self.ignore_files = ignore_files
+        if self.completer is not None:
+            self.completer.use_workspace(ignore_files)
 
     def model_key(self) -> tuple:
         """The settings the backend was opened with; when they change, it opens again."""
@@ -136,7 +144,7 @@ class CodestralServer(LanguageServer):
             return
         self.backend, self.backend_error = backend, error
         backend.configure(self.settings)  # what changed while it opened
-        self.completer = Completer(backend, self.settings)  # requests go on even after an error: it may pass
+        self.completer = Completer(backend, self.settings, self.ignore_files)  # requests go on after an error too
         self.loaded_message = backend.describe()
         opened_log = None if error else backend.opened_log()
         if opened_log:  # the log line first: a client that sees "ready" has the details already
@@ -164,13 +172,16 @@ class CodestralServer(LanguageServer):
         else:
             self.log_message(f"codestral: the {self.settings.model.backend} backend answers again")
 
-    def record_latency(self, latency_ms: float) -> None:
-        """Keep the last latency and tell the client, at most once a second. Statuses sent for other
+    def record_latency(self, latency_ms: float, backend: str | None = None) -> None:
+        """Keep the last latency, and the backend that answered when a suggestion is shown, and tell the
+        client: at most once a second, or at once when another backend answered. Statuses sent for other
         reasons (ready, loading) do not count: the first completion after the server became ready is
         reported at once. Sent here, on the event loop, before the completion's answer: never later."""
         self.last_latency_ms = round(latency_ms, 1)
+        changed = backend is not None and backend != self.last_backend
+        self.last_backend = backend or self.last_backend
         now = time.monotonic()
-        if self.state == "ready" and now - self._last_latency_sent >= 1.0:
+        if self.state == "ready" and (changed or now - self._last_latency_sent >= 1.0):
             self._last_latency_sent = now
             self.set_status(self.state, self.state_message)
 
@@ -209,7 +220,7 @@ class CodestralServer(LanguageServer):
         else:
             self.settled.set()
         self.protocol.notify(STATUS, {"state": state, "message": message, "lastLatencyMs": self.last_latency_ms,
-                                      "model": self.status_model()})
+                                      "model": self.status_model(), "lastBackend": self.last_backend})
 
     def status_model(self) -> str:
         if self.backend is not None:

@@ -96,3 +96,33 @@ def test_anything_else_is_refused(key):
 def test_debounce_zero_is_taken():  # the boundary an editor sends to turn the debounce off
     settings, problems = parse_settings({"completion": {"debounceMs": 0}})
     assert problems == [] and settings.completion.debounce_ms == 0
+
+
+LISTS = {"context.exclude"}  # lists of strings: any list of strings is taken, anything else refused
+
+
+def test_the_table_covers_every_list_setting():
+    assert {k["key"] for k in describe() if isinstance(k["default"], tuple)} == LISTS
+
+
+@pytest.mark.parametrize("key", LISTS)
+def test_a_list_of_strings_is_taken(key):
+    for value in ([], ["*.secret"], ["a", "b/", "!c"]):
+        settings, problems = parse_settings(tree(key, value))
+        assert problems == [] and value_of(settings, key) == tuple(value), (key, value)
+
+
+@pytest.mark.parametrize("key", LISTS)
+def test_anything_else_is_refused_for_a_list(key):
+    for wrong in ("*.secret", None, 3, ["ok", 3], [None], {"a": 1}, [["nested"]]):
+        settings, problems = parse_settings(tree(key, wrong))
+        assert len(problems) == 1 and problems[0].startswith(f"{key}: must be a list of strings"), (key, wrong)
+        assert value_of(settings, key) == default_of(key)
+
+
+def test_local_completions_in_excluded_documents_are_on_by_default():
+    assert Settings().context.local_in_excluded is True
+    settings, problems = parse_settings({"context": {"localInExcluded": False}})
+    assert problems == [] and settings.context.local_in_excluded is False
+    settings, problems = parse_settings({"context": {"localInExcluded": "no"}})
+    assert problems and settings.context.local_in_excluded is True

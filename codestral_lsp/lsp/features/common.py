@@ -63,7 +63,7 @@ async def suggest(ls: CodestralServer, uri: str, position: types.Position,
         result = await ls.scheduler.run(uri, work, ls.settings.completion.debounce_ms / 1000)
     except Superseded:
         return None
-    ls.record_latency(result.latency_ms)
+    ls.record_latency(result.latency_ms, result.backend if result.suggestion is not None else None)
     if result.suggestion is None or doc.text != snapshot.text:
         return None
     return Answer(doc, offset, result.suggestion)

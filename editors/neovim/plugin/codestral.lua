@@ -14,7 +14,11 @@ vim.api.nvim_create_user_command("Codestral", function(args)
   end
   if action == "status" then
     local s = require("codestral").status()
-    return vim.notify(s and ("codestral: %s %s"):format(s.state, s.message or "") or "codestral: no server running")
+    if not s then
+      return vim.notify("codestral: no server running")
+    end
+    local from = type(s.lastBackend) == "string" and (" (last suggestion from %s)"):format(s.lastBackend) or ""
+    return vim.notify(("codestral: %s %s%s"):format(s.state, s.message or "", from))
   end
   require("codestral")[action]()
 end, {

@@ -372,6 +372,15 @@ describe("docs and health", function()
     ok(child:messages():find("codestral: ready"), child:messages())
   end)
 
+  it(":Codestral names the backend that answered the last suggestion", function()
+    start({ lines = { "x = " } })
+    child:lua([[require("fake_server").send_status({ state = "ready", message = "openai backend", model = "openai:m",
+      lastBackend = "openai:m" })]])
+    child:wait("(require('codestral').status() or {}).lastBackend == 'openai:m'")
+    child:lua("vim.cmd('Codestral')")
+    ok(child:messages():find("codestral: ready openai backend %(last suggestion from openai:m%)"), child:messages())
+  end)
+
   it("doc/codestral.txt has valid help tags", function()
     child = helpers.child()
     local tags = child:lua(

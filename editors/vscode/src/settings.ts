@@ -29,7 +29,7 @@ export interface ServerSettings {
         suffixTokens: number;
         temperature: number;
     };
-    context: { neighbourFiles: number; neighbourTokens: number };
+    context: { neighbourFiles: number; neighbourTokens: number; exclude: string[]; localInExcluded: boolean };
     speculative: { mode: 'off' | 'ngram' | 'draft'; draftPath: string | null; k: number; ngram: number };
     cache: { sessions: number; memoryMb: number };
 }
@@ -44,7 +44,7 @@ export const SERVER_KEYS: readonly ServerKey[] = [
     'model.requestTimeoutMs', 'model.retries',
     'completion.enabled', 'completion.maxTokens', 'completion.multiline', 'completion.debounceMs',
     'completion.timeoutMs', 'completion.prefixTokens', 'completion.suffixTokens', 'completion.temperature',
-    'context.neighbourFiles', 'context.neighbourTokens',
+    'context.neighbourFiles', 'context.neighbourTokens', 'context.exclude', 'context.localInExcluded',
     'speculative.mode', 'speculative.draftPath', 'speculative.k', 'speculative.ngram',
     'cache.sessions', 'cache.memoryMb',
 ];

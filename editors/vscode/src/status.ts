@@ -11,6 +11,8 @@ export interface ServerStatus {
     message: string;
     lastLatencyMs: number | null;
     model: string | null;
+    /** The backend that answered the last suggestion shown (its label); null before the first. */
+    lastBackend?: string | null;
 }
 
 /** A `$/progress` value of work-done progress (LSP WorkDoneProgressBegin | Report | End). */
@@ -67,6 +69,9 @@ export function present(status: ServerStatus, progress: Progress | undefined): P
     if (status.lastLatencyMs !== null) {
         lines.push(`Last completion: ${Math.round(status.lastLatencyMs)} ms`);
     }
+    if (status.lastBackend) {
+        lines.push(`Last suggestion from: ${status.lastBackend}`);
+    }
     lines.push('Click to show the log');
     return { text: `${icon} Codestral${suffix}`, tooltip: lines.join('\n'), error: status.state === 'error' };
 }
@@ -103,6 +108,7 @@ export class StatusBar {
             message: params.message ?? '',
             lastLatencyMs: params.lastLatencyMs !== undefined ? params.lastLatencyMs : this.status.lastLatencyMs,
             model: params.model !== undefined ? params.model : this.status.model,
+            lastBackend: params.lastBackend !== undefined ? params.lastBackend : this.status.lastBackend,
         });
     }
 

@@ -10,6 +10,7 @@ M.name = "codestral"
 ---@field message string
 ---@field lastLatencyMs number|nil
 ---@field model string|nil
+---@field lastBackend string|nil the backend that answered the last suggestion shown
 
 ---@type table<integer, codestral.Status> client id -> the last `codestral/status` it sent
 M.statuses = {}

@@ -51,10 +51,11 @@ local function check_servers()
     )
     local s = client_mod.statuses[client.id]
     local detail = s
-      and ("%s%s%s"):format(
+      and ("%s%s%s%s"):format(
         s.model or "model",
         s.message and s.message ~= "" and ": " .. s.message or "",
-        s.lastLatencyMs and (", last completion %.0f ms"):format(s.lastLatencyMs) or ""
+        s.lastLatencyMs and (", last completion %.0f ms"):format(s.lastLatencyMs) or "",
+        type(s.lastBackend) == "string" and (" from %s"):format(s.lastBackend) or ""
       )
     if not s then
       health.warn("no codestral/status received from the server yet")

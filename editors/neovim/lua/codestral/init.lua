@@ -74,7 +74,7 @@ function M.prev()
   require("codestral.suggestion").prev()
 end
 
---- The server's last `codestral/status` (state, message, lastLatencyMs, model), or nil.
+--- The server's last `codestral/status` (state, message, lastLatencyMs, model, lastBackend), or nil.
 ---@param bufnr? integer
 ---@return codestral.Status|nil
 function M.status(bufnr)

@@ -33,7 +33,7 @@ describe('package.json settings', () => {
             assert.deepEqual(schema.default, s.default === null ? '' : s.default, `default of ${s.key}`);
             assert.deepEqual(schema.enum, s.choices ?? undefined, `choices of ${s.key}`);
             assert.equal(schema.minimum, s.minimum ?? undefined, `minimum of ${s.key}`);
-            const types: Record<string, string> = { bool: 'boolean', int: 'integer', float: 'number' };
+            const types: Record<string, string> = { bool: 'boolean', int: 'integer', float: 'number', tuple: 'array' };
             assert.equal(schema.type, types[s.pyType] ?? 'string', `type of ${s.key}`);
         }
     });

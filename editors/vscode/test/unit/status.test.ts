@@ -29,6 +29,21 @@ describe('present', () => {
         assert.equal(shown.error, false);
     });
 
+    test('the tooltip names the backend that answered the last suggestion', () => {
+        const shown = present({ state: 'ready', message: 'openai backend', lastLatencyMs: 80, model: 'openai:tiny',
+            lastBackend: 'openai:tiny' }, undefined);
+        assert.equal(shown.tooltip, 'Codestral: openai backend\nModel: openai:tiny\nLast completion: 80 ms\n'
+            + 'Last suggestion from: openai:tiny\nClick to show the log');
+        assert.doesNotMatch(present({ ...base, state: 'ready', lastBackend: null }, undefined).tooltip as string, /from/);
+    });
+
+    test('a status without lastBackend keeps the one known', () => {
+        const { item, status } = bar();
+        status.onServerStatus({ state: 'ready', message: '', lastLatencyMs: 9, model: 'm', lastBackend: 'mistral:codestral-latest' });
+        status.onServerStatus({ state: 'ready', message: '', lastLatencyMs: 12, model: 'm' });
+        assert.match(item.tooltip as string, /Last suggestion from: mistral:codestral-latest/);
+    });
+
     test('progress shows a spinner and its percentage', () => {
         const shown = present({ ...base, state: 'loading' }, { title: 'Loading model', message: 'weights', percentage: 33.3 });
         assert.equal(shown.text, '$(loading~spin) Codestral 33%');
