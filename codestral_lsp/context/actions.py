@@ -44,6 +44,11 @@ class Points:
             return start + col
         return start + len(encode(head)[:col].decode("utf-8", "surrogatepass"))
 
+    def point(self, offset: int) -> tuple[int, int]:
+        row = self.row(offset)
+        head = self.text[self.starts[row]: offset]
+        return row, len(head) if head.isascii() else len(encode(head))
+
     def row(self, offset: int) -> int:
         return bisect.bisect_right(self.starts, offset) - 1
 
@@ -287,3 +292,111 @@ def stub_fallback(stub: Stub, generated: str, original: str, language_id: str) -
     if not original.strip():
         return f"{stub.lead}{notes}{stub.trail}"
     return f"{notes}\n{original}" if not stub.lead else f"{stub.lead}{notes}\n{stub.indent}{original.strip()}{stub.trail}"
+
+
+# -- quick fixes and rewrites: statements --------------------------------------------------------
+
+
+def enclosing_statement(tree: Tree, points: Points, start: int, end: int, language_id: str) -> tuple[int, int] | None:
+    """Offsets of the smallest statement around [start, end): the ancestor whose parent is one of the
+    language's containers (a block, a module). None where the language has no grammar or the range
+    is no statement's (between two).
+
+    >>> text = "def f(x):\\n    y = g(x +)\\n    return y\\n"
+    >>> a, b = enclosing_statement(parse(text, "python"), Points(text), 20, 21, "python")
+    >>> text[a:b]
+    'y = g(x +)'
+    """
+    containers = profile(language_id).containers
+    node = tree.root_node.named_descendant_for_point_range(points.point(start), points.point(max(start, end)))
+    while node is not None and node.parent is not None and (node.parent.type not in containers
+                                                             or node.type in containers):
+        node = node.parent
+    if node is None or node.parent is None:
+        return None
+    return points.offset(node.start_point), points.offset(node.end_point)
+
+
+def statement_stop(lines: int, depth: int, language_id: str) -> Callable[[str], int | None]:
+    """Stop a regenerated statement (or selection) of `lines` lines: at the first line break after at
+    least that many lines where the brackets opened are closed, or where `block_stop` would.
+
+    >>> statement_stop(1, 0, "go")("x := f(1,\\n  2)\\ny := 3\\n")
+    14
+    """
+    block = block_stop(depth, language_id)
+    openers = profile(language_id).openers
+
+    def stop(gen: str) -> int | None:
+        cut = block(gen)
+        seen = 0
+        for i, ch in enumerate(gen[: cut if cut is not None else len(gen)]):
+            if ch != "\n":
+                continue
+            seen += 1
+            head = gen[:i]
+            if seen >= lines and sum(head.count(o) for o in openers) <= sum(head.count(c) for c in
+                                                                          profile(language_id).closers):
+                return i
+        return cut
+    return stop
+
+
+def fix_prompt(text: str, points: Points, start: int, end: int, message: str, language_id: str) -> tuple[str, str]:
+    """(prefix, suffix) to regenerate text[start:end] with the diagnostic's message as a comment on
+    the line above, where the language is known (its comment marker is)."""
+    line_start = points.line_start(start)
+    indent = _indent_of(text, points, line_start)
+    language = profile(language_id)
+    note = ""
+    if language.id and message.strip():
+        note = f"{indent}{language.line_comment} FIX: {' '.join(message.split())[:200]}\n"
+    return text[:line_start] + note + text[line_start:start], text[end:]
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+
+def header_of_test(name: str, language_id: str, indent: str = "") -> str | None:
+    """The start of a test of `name` up to its body, indented by `indent`.
+
+    >>> header_of_test("area", "go")
+    'func TestArea(t *testing.T) {\\n'
+    """
+    header = profile(language_id).test_header
+    if header is None:
+        return None
+    text = header.format(name=name, Name=name[:1].upper() + name[1:])
+    return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+def files_of_tests(path: str, language_id: str) -> list[str]:
+    """Where, by the language's convention, the tests of the module at `path` would be (POSIX paths).
+
+    >>> files_of_tests("/p/src/shapes.go", "go")
+    ['/p/src/shapes_test.go']
+    """
+    import posixpath
+
+    folder, file = posixpath.split(path)
+    stem, ext = posixpath.splitext(file)
+    return [posixpath.normpath(posixpath.join(folder, t.format(stem=stem, ext=ext)))
+            for t in profile(language_id).test_files]
+
+
+def tests_module_end(tree: Tree, points: Points, language_id: str) -> int | None:
+    """Offset of the closing "}" of the document's in-file test module (Rust's `mod tests { ... }`), or None.
+
+    >>> text = "fn f() {}\\n\\n#[cfg(test)]\\nmod tests {\\n    use super::*;\\n}\\n"
+    >>> tests_module_end(parse(text, "rust"), Points(text), "rust") == text.rindex("}")
+    True
+    """
+    spec = profile(language_id).test_module
+    if spec is None:
+        return None
+    for node in tree.root_node.named_children:
+        name, body = node.child_by_field_name("name"), node.child_by_field_name("body")
+        if node.type == spec[0] and name is not None and name.text.decode() == spec[1] \
+                and body is not None and body.text[-1:] == b"}":
+            return points.offset(body.end_point) - 1
+    return None

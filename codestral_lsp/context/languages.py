@@ -82,6 +82,7 @@ class Profile:
     test_footer: str = ""                            # what closes that test after its body
     test_files: tuple[str, ...] = ()                 # where the tests of {stem}{ext} live, relative to its folder
     test_module: tuple[str, str] | None = None       # (node type, name) of an in-file test module (Rust)
+    tests_beside: bool = False                       # a test goes right after its function (Java: in the class)
     openers: str = field(init=False, repr=False)
     closers: str = field(init=False, repr=False)
 
@@ -157,7 +158,7 @@ PROFILES: tuple[Profile, ...] = (
             continuations=frozenset("else catch finally case default".split()),
             definition=frozenset({"method_declaration", "constructor_declaration"}),
             stub_body=_stub(r"throw\s+new\s+UnsupportedOperationException\(.*\);"),
-            test_header="@Test\nvoid test{Name}() {{\n", test_footer="}\n"),
+            test_header="@Test\nvoid test{Name}() {{\n", test_footer="}\n", tests_beside=True),
     _C,
     replace(_C, id="cpp", extensions=(".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx"),
             grammar=("tree_sitter_cpp", "language"), continuations=_C.continuations | {"catch"}),

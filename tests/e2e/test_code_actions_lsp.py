@@ -71,3 +71,54 @@ async def test_bad_resolve_data_is_invalid_params(client: LanguageClient):
                  {"uri": "file:///x.go", "version": 1, "kind": "launch", "start": 0, "end": 1}]:
         with pytest.raises(JsonRpcInvalidParams):
             await client.code_action_resolve_async(types.CodeAction(title="Codestral: x", data=data))
+
+
+def parses_or_says_why(resolved: types.CodeAction, uri: str, text: str, language: str) -> None:
+    """A quick fix or rewrite resolves to an edit that parses, or to no edit with the reason in its title."""
+    if resolved.edit is None:
+        assert "(no edit: " in resolved.title, resolved.title
+        return
+    (edit,) = resolved.edit.changes[uri]
+    assert edit.new_text.strip()
+    assert_tree_parses(apply(text, edit.range, edit.new_text), language)
+
+
+async def test_quick_fix_from_a_diagnostic_in_go(client: LanguageClient):
+    uri = "file:///e2e/fix.go"
+    text = "package shapes\n\nfunc Twice(x int) int {\n\ty := x +* 2\n\treturn y\n}\n"
+    open_doc(client, uri, text, "go")
+    diagnostic = types.Diagnostic(range=types.Range(types.Position(3, 8), types.Position(3, 9)),
+                                  message="expected operand", source="gopls")
+    actions = await actions_for(client, uri, 3, diagnostics=[diagnostic])
+    fixes = [a for a in actions if a.kind == types.CodeActionKind.QuickFix]
+    assert [a.title for a in fixes] == ["Codestral: fix line 4"], [a.title for a in actions]
+    assert list(fixes[0].diagnostics) == [diagnostic] and fixes[0].edit is None
+    resolved = await asyncio.wait_for(client.code_action_resolve_async(fixes[0]), 120)
+    parses_or_says_why(resolved, uri, text, "go")
+
+
+async def test_write_a_test_in_rust_goes_into_mod_tests(client: LanguageClient):
+    uri = "file:///e2e/area.rs"
+    text = "fn area(w: i64) -> i64 {\n    w * w\n}\n\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n"
+    open_doc(client, uri, text, "rust")
+    actions = await actions_for(client, uri, 1)
+    test = next(a for a in actions if a.title == "Codestral: write a test for area")
+    after = await resolve_and_apply(client, test, uri, text)
+    assert after.startswith(text[: text.index("}\n", text.index("mod tests"))])  # inserted in the module
+    assert_tree_parses(after, "rust")
+
+
+async def test_base_model_rewrites_and_explains_a_selection_in_go(client: LanguageClient):
+    uri = "file:///e2e/rewrite.go"
+    text = "package shapes\n\nfunc Sum(xs []int) int {\n\ts := 0\n\tfor _, x := range xs {\n\t\ts += x\n\t}\n\treturn s\n}\n"
+    open_doc(client, uri, text, "go")
+    actions = await actions_for(client, uri, 3, 7)
+    titles = {a.title: a for a in actions}
+    assert {"Codestral: rewrite lines 4-7", "Codestral: explain lines 4-7", "Codestral: write a test for Sum"} \
+        <= set(titles), list(titles)
+    assert not any("selection" in t for t in titles)  # the instruct versions: hidden for a FIM-only model
+    explained = await resolve_and_apply(client, titles["Codestral: explain lines 4-7"], uri, text)
+    assert explained.count("\n") > text.count("\n") and "\t// " in explained
+    assert_tree_parses(explained, "go")
+    resolved = await asyncio.wait_for(client.code_action_resolve_async(titles["Codestral: rewrite lines 4-7"]), 120)
+    parses_or_says_why(resolved, uri, text, "go")

@@ -21,23 +21,20 @@ listing sent is answered with InvalidParams.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
+from pygls.uris import from_fs_path, to_fs_path
 
 from ...context import line_comment, profile
 from ...context.actions import (
-    Points,
-    Stub,
-    block_stop,
-    find_stubs,
-    longest_parsing,
-    parses_after,
-    stub_fallback,
-    stub_text,
+    Points, Stub, block_stop, commented, enclosing_statement, find_stubs, fix_prompt, functions_in_rows,
+    longest_parsing, parses_after, statement_stop, stub_fallback, stub_text, files_of_tests, header_of_test, tests_module_end,
 )
+from ...context.indentation import detect_indentation
 from ...pipeline import Document
 from ..documents import PositionError, TextDocument
 from ..scheduler import Superseded
@@ -163,13 +160,133 @@ def instruct_edit(completer: Completer, text: str, kind: str, start: int, end: i
     return len(text), len(text), f"{sep}\n\n{new_code}\n"
 
 
+# -- FIM versions of fix, rewrite, explain and tests: run on the worker --------------------------
+
+Edit = tuple[TextDocument, int, int, str, str]  # (document, start, end, new text, note for the log)
+
+
+def regenerate(completer: Completer, doc: TextDocument, start: int, end: int, message: str, cancelled,
+               max_tokens: int = 256) -> Edit | str:
+    """text[start:end] written anew by FIM (with the diagnostic's message as a comment above, if any);
+    the reason as a string when there is nothing to offer: the same text, or a text that does not parse."""
+    text, language_id = doc.text, doc.language_id
+    points = points_of(doc)
+    original = text[start:end]
+    prefix, suffix = fix_prompt(text, points, start, end, message, language_id)
+    prefix, suffix = prompt(completer, doc.uri, language_id, prefix, suffix)
+    depth = len(text[points.line_start(start):]) - len(text[points.line_start(start):].lstrip(" \t"))
+    stop = statement_stop(original.rstrip("\n").count("\n") + 1, depth, language_id)
+    out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=stop, session=doc.uri,
+                         cancelled=cancelled).text.rstrip()
+    new = out + ("\n" if original.endswith("\n") and out else "")
+    if not out.strip():
+        return "the model wrote nothing"
+    if new.strip() == original.strip():
+        return "the model wrote the same text"
+    if not parses_after(text, start, end, new, language_id):
+        return "the model's text does not parse"
+    return doc, start, end, new, ""
+
+
+def explain_by_fim(completer: Completer, doc: TextDocument, start: int, cancelled) -> Edit | str:
+    """Line comments written by FIM above the line where `start` is: what a base model can say about code."""
+    text, language_id = doc.text, doc.language_id
+    line_start = text.rfind("\n", 0, start) + 1
+    rest = text[line_start:]
+    indent = rest[: len(rest) - len(rest.lstrip(" \t"))]
+    marker = profile(language_id).line_comment
+    prefix, suffix = prompt(completer, doc.uri, language_id, text[:line_start] + indent + marker + " ",
+                            "\n" + text[line_start:])
+
+    def stop(gen: str) -> int | None:
+        lines = gen.split("\n")
+        offset = len(lines[0])
+        for n, line in enumerate(lines[1:], 1):
+            if n >= 4 or not line.strip().startswith(marker):
+                return offset
+            offset += 1 + len(line)
+        return None
+
+    out = completer.fill(prefix, suffix, max_tokens=96, stop_fn=stop, session=doc.uri, cancelled=cancelled).text
+    if not out.strip():
+        return "the model wrote nothing"
+    return doc, line_start, line_start, f"{indent}{marker} {out.strip()}\n", ""
+
+
+def target_of_test(doc: TextDocument, tree, name_start: int, open_doc) -> tuple[TextDocument, int, str, str]:
+    """(document, offset, indentation, context comment) where a test of the function at `name_start` goes:
+    the in-file test module, the test file of this module by the language's convention (when it exists),
+    right after the function (tests_beside), else the end of the document."""
+    language = profile(doc.language_id)
+    points = points_of(doc)
+    unit = detect_indentation(doc.text)
+    step = " " * unit.tab_size if unit.insert_spaces else "\t"
+    end = tests_module_end(tree, points, doc.language_id) if tree is not None else None
+    if end is not None:
+        return doc, points.line_start(end), step, ""
+    for path in files_of_tests(to_fs_path(doc.uri) or "", doc.language_id) if doc.uri.startswith("file:") else []:
+        uri = from_fs_path(path)
+        target = open_doc(uri)
+        if target is None and os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                target = TextDocument(uri, doc.language_id, 0, f.read())
+        if target is not None:
+            return target, len(target.text), "", ""
+    functions = functions_in_rows(tree, points.row(name_start), points.row(name_start), doc.language_id) \
+        if tree is not None else []
+    if language.tests_beside and functions:
+        node = functions[-1].node
+        at = points.offset(node.end_point)
+        line = doc.text[points.line_start(at):]
+        return doc, at, line[: len(line) - len(line.lstrip(" \t"))], ""
+    return doc, len(doc.text), "", ""
+
+
+def write_test(completer: Completer, doc: TextDocument, name: str, start: int, end: int, open_doc,
+               cancelled, max_tokens: int = 256) -> Edit | str:
+    """A test of the function text[start:end] written by FIM after the language's test header."""
+    language_id = doc.language_id
+    tree = completer.parses.get(doc.uri, doc.version, doc.text, language_id)
+    target, at, indent, _ = target_of_test(doc, tree, start, open_doc)
+    header = header_of_test(name, language_id, indent)
+    if header is None:
+        return "no test header for this language"
+    before, after = target.text[:at], target.text[at:]
+    sep = "" if not before else "\n" * max(0, 2 - (len(before) - len(before.rstrip("\n"))))
+    if not before.endswith("\n") and before:
+        sep = "\n\n"
+    unit = detect_indentation(doc.text)
+    body_indent = indent + (" " * unit.tab_size if unit.insert_spaces else "\t")
+    footer = "".join(indent + line for line in profile(language_id).test_footer.splitlines(keepends=True))
+    context = ""
+    if target is not doc:  # the function under test, as comments: the test file does not show it
+        context = commented(doc.text[start:end], "", language_id) + "\n\n"
+    prefix, suffix = prompt(completer, target.uri, language_id, context + before + sep + header + body_indent,
+                            "\n" + footer + after)
+    out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=block_stop(len(body_indent), language_id),
+                         session=target.uri, cancelled=cancelled).text
+    if not out.strip():
+        return "the model wrote nothing"
+
+    def make(body: str) -> str:
+        return f"{sep}{header}{body_indent}{body.rstrip()}\n{footer}" if body.strip() else ""
+
+    new = longest_parsing(target.text, at, at, make, out, language_id)
+    if new:
+        return target, at, at, new, ""
+    whole = commented(f"{header}{body_indent}{out.rstrip()}\n{footer}", indent, language_id)
+    return target, at, at, f"{sep}{whole}\n", NOT_PARSING
+
+
 # -- listing and resolving ------------------------------------------------------------------------
 
 FIELDS: dict[str, type] = {"uri": str, "version": int, "kind": str, "start": int, "end": int}
 KIND_FIELDS: dict[str, dict[str, type]] = {
     "body": {"name": str, "indent": str, "lead": str, "trail": str}, "docstring": {"name": str, "indent": str},
+    "fix": {"message": str}, "rewrite": {}, "comment": {}, "test": {"name": str},
     **{kind: {} for kind in INSTRUCT_TITLES},
 }
+MAX_FIX_LINES = 40  # a "statement" longer than this (a whole function around a diagnostic) is not offered
 
 
 def checked(data: Any) -> dict:
@@ -185,23 +302,82 @@ def checked(data: Any) -> dict:
     return data
 
 
+def action(doc: TextDocument, title: str, kind: str, action_kind: types.CodeActionKind, start: int, end: int,
+           diagnostics: list[types.Diagnostic] | None = None, **fields) -> types.CodeAction:
+    data = {"uri": doc.uri, "version": doc.version, "kind": kind, "start": start, "end": end, **fields}
+    return types.CodeAction(title=title, kind=action_kind, data=data, diagnostics=diagnostics)
+
+
 def stub_actions(doc: TextDocument, tree, first: int, last: int) -> list[types.CodeAction]:
     actions = []
     for stub in find_stubs(tree, doc.text, points_of(doc), first, last, doc.language_id):
         title = (f"Codestral: write docstring for {stub.name}" if stub.kind == "docstring"
                  else f"Codestral: complete body of {stub.name}")
-        data = {"uri": doc.uri, "version": doc.version, "kind": stub.kind, "name": stub.name, "start": stub.start,
-                "end": stub.end, "indent": stub.indent, "lead": stub.lead, "trail": stub.trail}
-        actions.append(types.CodeAction(title=title, kind=types.CodeActionKind.RefactorRewrite, data=data))
+        fields = {"name": stub.name, "indent": stub.indent}
+        if stub.kind == "body":
+            fields.update(lead=stub.lead, trail=stub.trail)
+        actions.append(action(doc, title, stub.kind, types.CodeActionKind.RefactorRewrite, stub.start, stub.end,
+                              **fields))
     return actions
+
+
+def test_actions(doc: TextDocument, tree, first: int, last: int) -> list[types.CodeAction]:
+    """"Write a test for f" on the innermost functions of the rows, for languages with a test header."""
+    if profile(doc.language_id).test_header is None:
+        return []
+    points = points_of(doc)
+    functions = functions_in_rows(tree, first, last, doc.language_id)
+    inner = [f for f in functions if not any(g is not f and f.node.start_byte <= g.node.start_byte
+                                             and g.node.end_byte <= f.node.end_byte for g in functions)]
+    return [action(doc, f"Codestral: write a test for {f.name}", "test", types.CodeActionKind.RefactorRewrite,
+                   points.offset(f.node.start_point), points.offset(f.node.end_point), name=f.name) for f in inner]
+
+
+def fix_actions(doc: TextDocument, tree, diagnostics: list[types.Diagnostic], encoding: str) -> list[types.CodeAction]:
+    """"Fix line N" for each diagnostic: its smallest enclosing statement (whole lines without a grammar)."""
+    points, seen, actions = points_of(doc), set(), []
+    for diagnostic in diagnostics:
+        try:
+            start, end = doc.offset_at(diagnostic.range.start, encoding), doc.offset_at(diagnostic.range.end, encoding)
+        except PositionError:
+            continue
+        found = enclosing_statement(tree, points, start, end, doc.language_id) if tree is not None else None
+        if found is None:
+            found = points.line_start(start), doc.offset_at(types.Position(diagnostic.range.end.line, 10**6), encoding)
+        a, b = found
+        if found in seen or not doc.text[a:b].strip() or doc.text.count("\n", a, b) >= MAX_FIX_LINES:
+            continue
+        seen.add(found)
+        actions.append(action(doc, f"Codestral: fix line {points.row(a) + 1}", "fix", types.CodeActionKind.QuickFix,
+                              a, b, [diagnostic], message=diagnostic.message))
+    return actions
+
+
+def selection_actions(doc: TextDocument, start: int, end: int) -> list[types.CodeAction]:
+    """A base model's versions of refactor and explain: the selection written anew, comments above it."""
+    text = doc.text[start:end]
+    if not text.strip() or end - start > MAX_SELECTION_CHARS:
+        return []
+    first = doc.text.count("\n", 0, start) + 1
+    lines = f"{first}" if "\n" not in text.rstrip("\n") else f"{first}-{first + text.rstrip(chr(10)).count(chr(10))}"
+    return [action(doc, f"Codestral: rewrite lines {lines}", "rewrite", types.CodeActionKind.RefactorRewrite,
+                   start, end),
+            action(doc, f"Codestral: explain lines {lines}", "comment", types.CodeActionKind.RefactorRewrite,
+                   start, end)]
 
 
 def instruct_actions(doc: TextDocument, start: int, end: int) -> list[types.CodeAction]:
     if not doc.text[start:end].strip() or end - start > MAX_SELECTION_CHARS:
         return []
-    return [types.CodeAction(title=title, kind=types.CodeActionKind.RefactorRewrite,
-                             data={"uri": doc.uri, "version": doc.version, "kind": kind, "start": start, "end": end})
+    return [action(doc, title, kind, types.CodeActionKind.RefactorRewrite, start, end)
             for kind, title in INSTRUCT_TITLES.items()]
+
+
+def wanted(actions: list[types.CodeAction], only: list[str] | None) -> list[types.CodeAction]:
+    """The actions of the kinds the client asked for (`context.only`: a kind and its sub-kinds)."""
+    if not only:
+        return actions
+    return [a for a in actions if any(a.kind == k or str(a.kind).startswith(f"{k}.") for k in only)]
 
 
 def list_actions(completer: Completer, doc: TextDocument, params: types.CodeActionParams,
@@ -210,37 +386,46 @@ def list_actions(completer: Completer, doc: TextDocument, params: types.CodeActi
     last_line = len(doc.line_starts) - 1
     first, last = min(params.range.start.line, last_line), min(params.range.end.line, last_line)
     tree = completer.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
-    actions = stub_actions(doc, tree, first, last) if tree is not None else []
-    if completer.instruct and params.range.start != params.range.end:
+    actions = fix_actions(doc, tree, params.context.diagnostics or [], encoding)
+    if tree is not None:
+        actions += stub_actions(doc, tree, first, last) + test_actions(doc, tree, first, last)
+    if params.range.start != params.range.end:
         try:
             start, end = doc.offset_at(params.range.start, encoding), doc.offset_at(params.range.end, encoding)
         except PositionError:
-            return actions
-        actions += instruct_actions(doc, start, end)
-    return actions
+            return wanted(actions, params.context.only)
+        actions += instruct_actions(doc, start, end) if completer.instruct else selection_actions(doc, start, end)
+    return wanted(actions, params.context.only)
 
 
-def work_for(completer: Completer, doc: TextDocument, data: dict):
-    """The function the worker runs for an action: (start, end, new text) or None."""
+def work_for(completer: Completer, doc: TextDocument, data: dict, open_doc):
+    """The function the worker runs for an action: an Edit, a reason for no edit (str), or None."""
     text, kind, start, end = doc.text, data["kind"], data["start"], data["end"]
     if kind in INSTRUCT_TITLES:
         def ask(cancelled):
             edit = instruct_edit(completer, text, kind, start, end, doc.language_id, cancelled)
-            return (*edit, "") if edit else None
+            return (doc, *edit, "") if edit else None
         return ask
+    if kind in ("fix", "rewrite"):
+        return lambda cancelled: regenerate(completer, doc, start, end, data.get("message", ""), cancelled)
+    if kind == "comment":
+        return lambda cancelled: explain_by_fim(completer, doc, start, cancelled)
+    if kind == "test":
+        return lambda cancelled: write_test(completer, doc, data["name"], start, end, open_doc, cancelled)
     stub = Stub(kind, data["name"], start, end, data["indent"], data.get("lead", ""), data.get("trail", ""))
 
     def work(cancelled):
         new_text, note = fill(completer, text, stub, doc.uri, cancelled, doc.language_id)
         if note and not parses_after(text, start, end, new_text, doc.language_id):
             return None  # neither the body nor the comments parse (a stub inside broken code)
-        return (stub.start, stub.end, new_text, note) if new_text else None
+        return (doc, stub.start, stub.end, new_text, note) if new_text else None
     return work
 
 
 def register(server: CodestralServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-        code_action_kinds=[types.CodeActionKind.RefactorRewrite], resolve_provider=True))
+        code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite],
+        resolve_provider=True))
     async def code_action(ls: CodestralServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         doc = ls.documents.get(params.text_document.uri)
         if doc is None or ls.completer is None:
@@ -258,17 +443,21 @@ def register(server: CodestralServer) -> None:
         if data["end"] > len(doc.text):
             raise JsonRpcInvalidParams(f"codeAction/resolve: range {data['start']}-{data['end']} is outside the document")
         try:
-            edit = await ls.scheduler.run(doc.uri, work_for(ls.completer, doc, data))
+            edit = await ls.scheduler.run(doc.uri, work_for(ls.completer, doc, data, ls.documents.get))
         except (Superseded, PositionError):
             return action
         except ValueError as exc:  # e.g. a selection too long for the model's context
             ls.log_message(f"codestral: {action.title}: {exc}", types.MessageType.Warning)
             return action
-        if edit is not None:
-            start, end, new_text, note = edit
+        if isinstance(edit, str):  # nothing to offer, and why
+            ls.log_message(f"codestral: {action.title}: no edit, {edit}")
+            action.title += f" (no edit: {edit})"
+        elif edit is not None:
+            target, start, end, new_text, note = edit
             if note:
                 ls.log_message(f"codestral: {action.title}{note}")
             enc = ls.position_encoding
-            edit_range = types.Range(doc.position_at(start, enc), doc.position_at(end, enc))
-            action.edit = types.WorkspaceEdit(changes={doc.uri: [types.TextEdit(range=edit_range, new_text=new_text)]})
+            edit_range = types.Range(target.position_at(start, enc), target.position_at(end, enc))
+            action.edit = types.WorkspaceEdit(changes={target.uri: [types.TextEdit(range=edit_range,
+                                                                                   new_text=new_text)]})
         return action
