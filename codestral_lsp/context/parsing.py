@@ -10,6 +10,7 @@ count "\\n" only, which is what `str.count("\\n")` counts too.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -23,10 +24,30 @@ def encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+CHUNK = 1 << 16  # bytes handed to the parser at a time, for long sources
+
+
 def parse(text: str, language_id: str) -> Tree | None:
     """A fresh tree of the whole text, or None for an unknown language."""
     language = get_language(language_id)
-    return Parser(language).parse(encode(text)) if language else None
+    return parse_source(Parser(language), encode(text)) if language else None
+
+
+def parse_source(parser: Parser, source: bytes, old: Tree | None = None) -> Tree:
+    """Parse `source`; a long one is handed over in chunks, and between two the GIL is let go, so the
+    event loop answers other requests while a 2 MB document is parsed (the parser itself holds it)."""
+    if len(source) <= 4 * CHUNK:
+        return parser.parse(source, old) if old else parser.parse(source)
+
+    def read(byte: int, _point) -> bytes:
+        let_others_run()
+        return source[byte: byte + CHUNK]
+
+    return parser.parse(read, old) if old else parser.parse(read)
+
+
+def let_others_run() -> None:
+    time.sleep(0)
 
 
 @dataclass
@@ -63,7 +84,7 @@ class ParseCache:
             old = entry.tree.copy() if entry and entry.language_id == language_id else None
             if old is not None:
                 _edit(old, entry.source, source)
-            tree = Parser(language).parse(source, old) if old else Parser(language).parse(source)
+            tree = parse_source(Parser(language), source, old)
             self._entries[uri] = _Entry(version, language_id, source, tree)
             self._entries.move_to_end(uri)
             while len(self._entries) > self.size:

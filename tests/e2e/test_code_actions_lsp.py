@@ -122,3 +122,20 @@ async def test_base_model_rewrites_and_explains_a_selection_in_go(client: Langua
     assert_tree_parses(explained, "go")
     resolved = await asyncio.wait_for(client.code_action_resolve_async(titles["Codestral: rewrite lines 4-7"]), 120)
     parses_or_says_why(resolved, uri, text, "go")
+
+
+async def test_actions_on_a_line_of_a_2mb_go_file(client: LanguageClient):
+    from tests.server.test_code_action_stubs import big_go  # the same generated file as the listing test
+
+    uri, text = "file:///e2e/big.go", big_go()
+    open_doc(client, uri, text, "go")
+    row = text[: text.index("func F7007(")].count("\n")
+    actions, inline = await asyncio.gather(actions_for(client, uri, row + 1),
+                                           client.text_document_code_action_async(types.CodeActionParams(
+                                               text_document=types.TextDocumentIdentifier("file:///e2e/shapes.go"),
+                                               range=types.Range(types.Position(4, 0), types.Position(4, 0)),
+                                               context=types.CodeActionContext(diagnostics=[]))))
+    titles = [a.title for a in actions]
+    assert "Codestral: complete body of F7007" in titles and "Codestral: write a test for F7007" in titles, titles
+    assert len([t for t in titles if "complete body" in t]) == 1  # only the requested rows were looked at
+    assert any("Area" in a.title for a in inline)  # another document's request answered meanwhile

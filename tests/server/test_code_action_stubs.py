@@ -156,3 +156,14 @@ def test_fill_that_does_not_parse_comes_back_as_comments_above_the_placeholder()
     new, note = fill(FakeCompleter('"oops\n    #:'), text, stub, "file:///m.rs", lambda: False, "rust")
     assert note and new == '    // "oops\n    //     #:\n    todo!()\n'
     assert not parse(text[:stub.start] + new + text[stub.end:], "rust").root_node.has_error
+
+
+def test_a_long_document_is_parsed_in_chunks_that_let_the_event_loop_run(monkeypatch):
+    from codestral_lsp.context import parsing
+
+    calls = []
+    monkeypatch.setattr(parsing, "let_others_run", lambda: calls.append(1))
+    text = big_go(5_000)
+    tree = parsing.ParseCache().get("file:///big.go", 1, text, "go")
+    assert not tree.root_node.has_error and tree.root_node.end_byte == len(text.encode())
+    assert len(calls) >= len(text) // parsing.CHUNK

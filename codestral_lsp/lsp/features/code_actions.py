@@ -423,6 +423,7 @@ def work_for(completer: Completer, doc: TextDocument, data: dict, open_doc):
 
 
 def register(server: CodestralServer) -> None:
+    latest: dict[str, int] = {}  # uri -> the ticket of its newest listing request
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
         code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite],
         resolve_provider=True))
@@ -430,9 +431,14 @@ def register(server: CodestralServer) -> None:
         doc = ls.documents.get(params.text_document.uri)
         if doc is None or ls.completer is None:
             return []
-        completer, encoding = ls.completer, ls.position_encoding
-        return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: list_actions(completer, doc, params, encoding))
+        completer, encoding, uri = ls.completer, ls.position_encoding, doc.uri
+        ticket = latest[uri] = latest.get(uri, 0) + 1
+
+        def listing() -> list[types.CodeAction]:
+            return list_actions(completer, doc, params, encoding) if latest.get(uri) == ticket else []
+
+        actions = await asyncio.get_running_loop().run_in_executor(None, listing)
+        return actions if latest.get(uri) == ticket else []  # a newer request for the document supersedes
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def resolve(ls: CodestralServer, action: types.CodeAction) -> types.CodeAction:
