@@ -102,3 +102,27 @@ def test_a_go_test_goes_into_the_test_file(tmp_path):
     after = target.text + new
     assert "func TestArea(t *testing.T) {\n\tif Area(2) != 4 {" in after and not parse(after, "go").root_node.has_error
     assert "// func Area(w int) int {" in completer.prompts[0][0]  # the function under test, as context
+
+
+def test_a_java_test_goes_beside_its_method_in_the_class():
+    text = "class Shapes {\n  int area(int w) {\n    return w * w;\n  }\n}\n"
+    completer = FakeCompleter("assertEquals(4, area(2));\n  }\n}\n")
+    completer.parses = SimpleNamespace(get=lambda uri, version, text, language: parse(text, language))
+    start = text.index("int area")
+    target, at, end, new, note = write_test(completer, doc("java", text), "area", start, text.index("  }\n}") + 3,
+                                            lambda uri: None, lambda: False)
+    after = text[:at] + new + text[end:]
+    assert note == "" and "  @Test\n  void testArea() {\n    assertEquals(4, area(2));\n  }\n" in after
+    assert not parse(after, "java").root_node.has_error and after.rstrip().endswith("}")
+
+
+def test_a_python_test_goes_into_tests_test_module(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_shapes.py").write_text("from shapes import area\n")
+    text = "def area(w):\n    return w * w\n"
+    source = TextDocument((tmp_path / "shapes.py").as_uri(), "python", 1, text)
+    completer = FakeCompleter("assert area(2) == 4\n\n\ndef test_other():")
+    completer.parses = SimpleNamespace(get=lambda uri, version, text, language: parse(text, language))
+    target, at, end, new, note = write_test(completer, source, "area", 0, len(text), lambda uri: None, lambda: False)
+    assert target.uri.endswith("tests/test_shapes.py")
+    assert target.text + new == "from shapes import area\n\ndef test_area():\n    assert area(2) == 4\n"

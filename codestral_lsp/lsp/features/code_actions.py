@@ -163,6 +163,7 @@ def instruct_edit(completer: Completer, text: str, kind: str, start: int, end: i
 # -- FIM versions of fix, rewrite, explain and tests: run on the worker --------------------------
 
 Edit = tuple[TextDocument, int, int, str, str]  # (document, start, end, new text, note for the log)
+INDENT = re.compile(r"[ \t]*")
 
 
 def regenerate(completer: Completer, doc: TextDocument, start: int, end: int, message: str, cancelled,
@@ -174,7 +175,7 @@ def regenerate(completer: Completer, doc: TextDocument, start: int, end: int, me
     original = text[start:end]
     prefix, suffix = fix_prompt(text, points, start, end, message, language_id)
     prefix, suffix = prompt(completer, doc.uri, language_id, prefix, suffix)
-    depth = len(text[points.line_start(start):]) - len(text[points.line_start(start):].lstrip(" \t"))
+    depth = len(INDENT.match(text, points.line_start(start)).group())
     stop = statement_stop(original.rstrip("\n").count("\n") + 1, depth, language_id)
     out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=stop, session=doc.uri,
                          cancelled=cancelled).text.rstrip()
@@ -192,8 +193,7 @@ def explain_by_fim(completer: Completer, doc: TextDocument, start: int, cancelle
     """Line comments written by FIM above the line where `start` is: what a base model can say about code."""
     text, language_id = doc.text, doc.language_id
     line_start = text.rfind("\n", 0, start) + 1
-    rest = text[line_start:]
-    indent = rest[: len(rest) - len(rest.lstrip(" \t"))]
+    indent = INDENT.match(text, line_start).group()
     marker = profile(language_id).line_comment
     prefix, suffix = prompt(completer, doc.uri, language_id, text[:line_start] + indent + marker + " ",
                             "\n" + text[line_start:])
@@ -213,8 +213,8 @@ def explain_by_fim(completer: Completer, doc: TextDocument, start: int, cancelle
     return doc, line_start, line_start, f"{indent}{marker} {out.strip()}\n", ""
 
 
-def target_of_test(doc: TextDocument, tree, name_start: int, open_doc) -> tuple[TextDocument, int, str, str]:
-    """(document, offset, indentation, context comment) where a test of the function at `name_start` goes:
+def target_of_test(doc: TextDocument, tree, name_start: int, open_doc) -> tuple[TextDocument, int, str]:
+    """(document, offset, indentation) where a test of the function at `name_start` goes:
     the in-file test module, the test file of this module by the language's convention (when it exists),
     right after the function (tests_beside), else the end of the document."""
     language = profile(doc.language_id)
@@ -223,7 +223,7 @@ def target_of_test(doc: TextDocument, tree, name_start: int, open_doc) -> tuple[
     step = " " * unit.tab_size if unit.insert_spaces else "\t"
     end = tests_module_end(tree, points, doc.language_id) if tree is not None else None
     if end is not None:
-        return doc, points.line_start(end), step, ""
+        return doc, points.line_start(end), step
     for path in files_of_tests(to_fs_path(doc.uri) or "", doc.language_id) if doc.uri.startswith("file:") else []:
         uri = from_fs_path(path)
         target = open_doc(uri)
@@ -231,15 +231,14 @@ def target_of_test(doc: TextDocument, tree, name_start: int, open_doc) -> tuple[
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
                 target = TextDocument(uri, doc.language_id, 0, f.read())
         if target is not None:
-            return target, len(target.text), "", ""
+            return target, len(target.text), ""
     functions = functions_in_rows(tree, points.row(name_start), points.row(name_start), doc.language_id) \
         if tree is not None else []
     if language.tests_beside and functions:
         node = functions[-1].node
         at = points.offset(node.end_point)
-        line = doc.text[points.line_start(at):]
-        return doc, at, line[: len(line) - len(line.lstrip(" \t"))], ""
-    return doc, len(doc.text), "", ""
+        return doc, at, INDENT.match(doc.text, points.line_start(at)).group()
+    return doc, len(doc.text), ""
 
 
 def write_test(completer: Completer, doc: TextDocument, name: str, start: int, end: int, open_doc,
@@ -247,7 +246,7 @@ def write_test(completer: Completer, doc: TextDocument, name: str, start: int, e
     """A test of the function text[start:end] written by FIM after the language's test header."""
     language_id = doc.language_id
     tree = completer.parses.get(doc.uri, doc.version, doc.text, language_id)
-    target, at, indent, _ = target_of_test(doc, tree, start, open_doc)
+    target, at, indent = target_of_test(doc, tree, start, open_doc)
     header = header_of_test(name, language_id, indent)
     if header is None:
         return "no test header for this language"
