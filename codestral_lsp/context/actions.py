@@ -19,11 +19,11 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from tree_sitter import Node, Tree
+from tree_sitter import Node, Parser, Tree
 
 from .indentation import detect_indentation
-from .languages import Profile, profile
-from .parsing import encode, parse
+from .languages import Profile, get_language, profile
+from .parsing import encode, parse, parse_source, point_at
 from .postprocess import unmatched_closers
 
 TODO = re.compile(r"\bTODO\b")
@@ -250,16 +250,27 @@ def stub_text(stub: Stub, generated: str) -> str:
 
 def parses_after(text: str, start: int, end: int, new: str, language_id: str, tree: Tree | None = None) -> bool:
     """Whether text with [start, end) replaced by `new` parses without errors, or, for a text that
-    already had errors, without errors in the replaced part. True for languages without a grammar."""
-    after = text[:start] + new + text[end:]
-    new_tree = parse(after, language_id)
-    if new_tree is None or not new_tree.root_node.has_error:
+    already had errors, without errors in the replaced part. True for languages without a grammar.
+    With `tree`, the tree of `text`, the new text is parsed incrementally from it (a 2 MB document
+    costs what the edit costs, not a whole parse)."""
+    language = get_language(language_id)
+    if language is None:
+        return True
+    head, old_source = encode(text[:start]), encode(text)
+    a, b, c = len(head), len(head) + len(encode(text[start:end])), len(head) + len(encode(new))
+    source = old_source[:a] + encode(new) + old_source[b:]
+    edited = None
+    if tree is not None:
+        edited = tree.copy()
+        edited.edit(start_byte=a, old_end_byte=b, new_end_byte=c, start_point=point_at(old_source, a),
+                    old_end_point=point_at(old_source, b), new_end_point=point_at(source, c))
+    new_tree = parse_source(Parser(language), source, edited)
+    if not new_tree.root_node.has_error:
         return True
     old = tree or parse(text, language_id)
     if not old.root_node.has_error:
         return False
-    a, b = len(encode(text[:start])), len(encode(text[:start] + new))
-    return not new_tree.root_node.descendant_for_byte_range(a, max(a, b - 1)).has_error
+    return not new_tree.root_node.descendant_for_byte_range(a, max(a, c - 1)).has_error
 
 
 def longest_parsing(text: str, start: int, end: int, make: Callable[[str], str], generated: str,

@@ -104,12 +104,12 @@ def _edit(tree: Tree, old: bytes, new: bytes) -> None:
     head = common_head(old, new)
     tail = common_head(old[head:][::-1], new[head:][::-1])
     tree.edit(start_byte=head, old_end_byte=len(old) - tail, new_end_byte=len(new) - tail,
-              start_point=_point(old, head), old_end_point=_point(old, len(old) - tail),
-              new_end_point=_point(new, len(new) - tail))
+              start_point=point_at(old, head), old_end_point=point_at(old, len(old) - tail),
+              new_end_point=point_at(new, len(new) - tail))
 
 
-def _point(source: bytes, i: int) -> tuple[int, int]:
-    """(row, byte column) of byte i: _point(b"ab\\ncd", 4) == (1, 1)."""
+def point_at(source: bytes, i: int) -> tuple[int, int]:
+    """(row, byte column) of byte i: point_at(b"ab\\ncd", 4) == (1, 1)."""
     return source.count(b"\n", 0, i), i - (source.rfind(b"\n", 0, i) + 1)
 
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import pytest
 
-from codestral_lsp.context import parse
+from codestral_lsp.context import ParseCache, parse
 from codestral_lsp.context.actions import (
     Points,
     block_stop,
@@ -123,6 +123,7 @@ class FakeCompleter:
 
     def __init__(self, answer: str):
         self.answer, self.prompts = answer, []
+        self.parses = ParseCache()
 
     def window_for(self, doc, offset):
         return Window(doc.text[:offset], doc.text[offset:])
@@ -167,3 +168,17 @@ def test_a_long_document_is_parsed_in_chunks_that_let_the_event_loop_run(monkeyp
     tree = parsing.ParseCache().get("file:///big.go", 1, text, "go")
     assert not tree.root_node.has_error and tree.root_node.end_byte == len(text.encode())
     assert len(calls) >= len(text) // parsing.CHUNK
+
+
+def test_parses_after_an_edit_incrementally_as_from_scratch():
+    from codestral_lsp.context.actions import parses_after
+
+    text = CASES["go"][0]
+    tree = parse(text, "go")
+    start = text.index('panic("TODO")')
+    for new, ok in [("return x * 2", True), ("return (x *", False), ("é := \"ü\"; return 1", True)]:
+        assert parses_after(text, start, start + 13, new, "go", tree) is ok
+        assert parses_after(text, start, start + 13, new, "go") is ok
+    broken = text + "func Broken( {\n"  # a document with errors: the edited part must be free of them
+    assert parses_after(broken, start, start + 13, "return 1", "go", parse(broken, "go"))
+    assert not parses_after(broken, start, start + 13, "return (", "go", parse(broken, "go"))

@@ -62,7 +62,7 @@ NOT_PARSING = " (as comments: the model's code does not parse)"
 
 
 def fill(completer: Completer, text: str, stub: Stub, session: str, cancelled, language_id: str = "python",
-         max_tokens: int = 256) -> tuple[str, str]:
+         max_tokens: int = 256, tree=None) -> tuple[str, str]:
     """(text, title note) that replaces a stub, generated with FIM: the body up to the end of its block, or a docstring.
 
     The longest head of the body that keeps the document parsing; when none does, the model's text as
@@ -77,7 +77,7 @@ def fill(completer: Completer, text: str, stub: Stub, session: str, cancelled, l
                             stub.trail + text[stub.end:])
     out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=block_stop(len(stub.indent), language_id),
                          session=session, cancelled=cancelled).text
-    new = longest_parsing(text, stub.start, stub.end, lambda body: stub_text(stub, body), out, language_id)
+    new = longest_parsing(text, stub.start, stub.end, lambda body: stub_text(stub, body), out, language_id, tree)
     if new:
         return new, ""
     return stub_fallback(stub, out, text[stub.start:stub.end], language_id), NOT_PARSING
@@ -184,7 +184,8 @@ def regenerate(completer: Completer, doc: TextDocument, start: int, end: int, me
         return "the model wrote nothing"
     if new.strip() == original.strip():
         return "the model wrote the same text"
-    if not parses_after(text, start, end, new, language_id):
+    tree = completer.parses.get(doc.uri, doc.version, text, language_id)
+    if not parses_after(text, start, end, new, language_id, tree):
         return "the model's text does not parse"
     return doc, start, end, new, ""
 
@@ -270,7 +271,7 @@ def write_test(completer: Completer, doc: TextDocument, name: str, start: int, e
     def make(body: str) -> str:
         return f"{sep}{header}{body_indent}{body.rstrip()}\n{footer}" if body.strip() else ""
 
-    new = longest_parsing(target.text, at, at, make, out, language_id)
+    new = longest_parsing(target.text, at, at, make, out, language_id, tree if target is doc else None)
     if new:
         return target, at, at, new, ""
     whole = commented(f"{header}{body_indent}{out.rstrip()}\n{footer}", indent, language_id)
@@ -414,8 +415,9 @@ def work_for(completer: Completer, doc: TextDocument, data: dict, open_doc):
     stub = Stub(kind, data["name"], start, end, data["indent"], data.get("lead", ""), data.get("trail", ""))
 
     def work(cancelled):
-        new_text, note = fill(completer, text, stub, doc.uri, cancelled, doc.language_id)
-        if note and not parses_after(text, start, end, new_text, doc.language_id):
+        tree = completer.parses.get(doc.uri, doc.version, text, doc.language_id)
+        new_text, note = fill(completer, text, stub, doc.uri, cancelled, doc.language_id, tree=tree)
+        if note and not parses_after(text, start, end, new_text, doc.language_id, tree):
             return None  # neither the body nor the comments parse (a stub inside broken code)
         return (doc, stub.start, stub.end, new_text, note) if new_text else None
     return work
