@@ -8,7 +8,7 @@ import pytest
 from codestral_lsp.context import parse
 from codestral_lsp.context.actions import Points, enclosing_statement, fix_prompt, header_of_test, files_of_tests
 from codestral_lsp.lsp.documents import TextDocument
-from codestral_lsp.lsp.features.code_actions import regenerate, write_test
+from codestral_lsp.lsp.fim_edits import regenerate, write_test
 
 from test_code_action_stubs import FakeCompleter  # tests/server is on sys.path (rootdir import mode)
 
@@ -126,3 +126,16 @@ def test_a_python_test_goes_into_tests_test_module(tmp_path):
     target, at, end, new, note = write_test(completer, source, "area", 0, len(text), lambda uri: None, lambda: False)
     assert target.uri.endswith("tests/test_shapes.py")
     assert target.text + new == "from shapes import area\n\ndef test_area():\n    assert area(2) == 4\n"
+
+
+def test_only_the_kinds_the_client_asked_for():
+    from lsprotocol import types
+
+    from codestral_lsp.lsp.features.code_actions import wanted
+
+    actions = [types.CodeAction(title="a", kind=types.CodeActionKind.QuickFix),
+               types.CodeAction(title="b", kind=types.CodeActionKind.RefactorRewrite)]
+    assert [a.title for a in wanted(actions, [types.CodeActionKind.QuickFix])] == ["a"]
+    assert [a.title for a in wanted(actions, ["refactor"])] == ["b"]
+    assert [a.title for a in wanted(actions, None)] == ["a", "b"]
+    assert wanted(actions, [types.CodeActionKind.Source]) == []

@@ -15,7 +15,7 @@ from codestral_lsp.context.actions import (
     nodes_in_rows,
     stub_text,
 )
-from codestral_lsp.lsp.features.code_actions import fill
+from codestral_lsp.lsp.fim_edits import fill
 
 CASES = {  # language: (source, [(name, the stub's text)]) — only the bodies listed are stubs
     "python": ("def f(x):\n    pass\n\n\ndef g():\n    '''Doc.'''\n    ...\n\n\ndef h():\n    return 1\n\n\n"

@@ -1,86 +1,44 @@
-"""Code actions: what any FIM model can do in any language with a grammar, and what an instruct
-model can do on a selection.
+"""Code actions (`textDocument/codeAction`, `codeAction/resolve`): what any FIM model can do in any
+language with a grammar, and what an instruct model can do on a selection.
 
-Any model: the light bulb lists "Codestral: complete body of f" on a function whose body is empty,
-only a placeholder (`pass`, `...`, `todo!()`, `panic("TODO")`, `throw new Error("not implemented")`,
-...) or a TODO comment, found with tree-sitter (`context/actions.py`); the body is written by FIM with
-the signature, its comments and the file around as context, stopped at the end of the block. Python
-functions without a docstring also get "Codestral: write docstring for f".
+Any model, found with tree-sitter (`context/actions.py`), written by FIM (`lsp/fim_edits.py`):
+- "complete body of f" on a function whose body is empty, only a placeholder (`pass`, `...`,
+  `todo!()`, `panic("TODO")`, `throw new Error("not implemented")`, ...) or a TODO comment; Python
+  functions without a docstring also get "write docstring for f";
+- "fix line N" (quickfix) for each diagnostic the request carries: its smallest enclosing statement
+  written anew, the message as a comment in the prompt;
+- "write a test for f", from the language's test header, where the language's conventions put tests;
+- on a selection, "rewrite lines a-b" and "explain lines a-b".
 
-Instruct models only (the checkpoint declares it, `engine.checkpoints.loading.is_instruct`), on a non-empty
-selection: "explain" (the answer goes above the selection as line comments), "refactor" (the
-selection is replaced by the answer's code) and "write tests" (the answer's code is appended to the
-document).
+Instruct models (the checkpoint declares it, `engine.checkpoints.loading.is_instruct`) get, on a
+non-empty selection, "explain" (the answer goes above the selection as line comments), "refactor"
+(the selection is replaced by the answer's code) and "write tests" (appended to the document)
+through chat, instead of the FIM rewrite and explain.
 
 Listing is cheap and off the event loop: the parse cache's tree, visited over the requested rows
-only. The edit is generated on `codeAction/resolve`, on the inference worker, only for the action
-the user picks; a newer request for the document supersedes it. Resolve data that is not what
-listing sent is answered with InvalidParams.
+only; a newer listing for the document supersedes an older one. The edit is generated on
+`codeAction/resolve`, on the inference worker, only for the action the user picks; a newer request
+for the document supersedes it. Resolve data that is not what listing sent is answered with
+InvalidParams (-32602).
 """
-
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
-from pygls.uris import from_fs_path, to_fs_path
 
 from ...context import line_comment, profile
-from ...context.actions import (
-    Points, Stub, block_stop, commented, enclosing_statement, find_stubs, fix_prompt, functions_in_rows,
-    longest_parsing, parses_after, statement_stop, stub_fallback, stub_text, files_of_tests, header_of_test, tests_module_end,
-)
-from ...context.indentation import detect_indentation
-from ...pipeline import Document
+from ...context.actions import Stub, enclosing_statement, find_stubs, functions_in_rows, parses_after
 from ..documents import PositionError, TextDocument
+from ..fim_edits import explain_by_fim, fill, points_of, regenerate, write_test
 from ..scheduler import Superseded
 
 if TYPE_CHECKING:
     from ...pipeline import Completer
     from ..server import CodestralServer
-
-
-def points_of(doc: TextDocument) -> Points:
-    """The document's line starts serve as row starts unless it has lone "\r" line breaks."""
-    text = doc.text
-    if text.count("\r") == text.count("\r\n"):
-        return Points(text, doc.line_starts)
-    return Points(text)
-
-
-def prompt(completer: Completer, uri: str, language_id: str, prefix: str, suffix: str) -> tuple[str, str]:
-    """The FIM prefix and suffix around a middle, cut to the completion's token budgets."""
-    window = completer.window_for(Document(uri, language_id, prefix + suffix), len(prefix))
-    return window.prefix, window.suffix
-
-
-NOT_PARSING = " (as comments: the model's code does not parse)"
-
-
-def fill(completer: Completer, text: str, stub: Stub, session: str, cancelled, language_id: str = "python",
-         max_tokens: int = 256, tree=None) -> tuple[str, str]:
-    """(text, title note) that replaces a stub, generated with FIM: the body up to the end of its block, or a docstring.
-
-    The longest head of the body that keeps the document parsing; when none does, the model's text as
-    comments above the placeholder (the log says so: `NOT_PARSING`)."""
-    if stub.kind == "docstring":
-        quote = profile(language_id).docstring or '"""'
-        prefix, suffix = prompt(completer, session, language_id, text[: stub.start] + stub.indent + quote,
-                                quote + "\n" + text[stub.start:])
-        out = completer.fill(prefix, suffix, max_tokens=96, stop=[quote], session=session, cancelled=cancelled).text
-        return (f"{stub.indent}{quote}{out.strip()}{quote}\n" if out.strip() else ""), ""
-    prefix, suffix = prompt(completer, session, language_id, text[: stub.start] + stub.lead + stub.indent,
-                            stub.trail + text[stub.end:])
-    out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=block_stop(len(stub.indent), language_id),
-                         session=session, cancelled=cancelled).text
-    new = longest_parsing(text, stub.start, stub.end, lambda body: stub_text(stub, body), out, language_id, tree)
-    if new:
-        return new, ""
-    return stub_fallback(stub, out, text[stub.start:stub.end], language_id), NOT_PARSING
 
 
 # -- instruct actions: pure helpers ---------------------------------------------------------------
@@ -160,124 +118,6 @@ def instruct_edit(completer: Completer, text: str, kind: str, start: int, end: i
     return len(text), len(text), f"{sep}\n\n{new_code}\n"
 
 
-# -- FIM versions of fix, rewrite, explain and tests: run on the worker --------------------------
-
-Edit = tuple[TextDocument, int, int, str, str]  # (document, start, end, new text, note for the log)
-INDENT = re.compile(r"[ \t]*")
-
-
-def regenerate(completer: Completer, doc: TextDocument, start: int, end: int, message: str, cancelled,
-               max_tokens: int = 256) -> Edit | str:
-    """text[start:end] written anew by FIM (with the diagnostic's message as a comment above, if any);
-    the reason as a string when there is nothing to offer: the same text, or a text that does not parse."""
-    text, language_id = doc.text, doc.language_id
-    points = points_of(doc)
-    original = text[start:end]
-    prefix, suffix = fix_prompt(text, points, start, end, message, language_id)
-    prefix, suffix = prompt(completer, doc.uri, language_id, prefix, suffix)
-    depth = len(INDENT.match(text, points.line_start(start)).group())
-    stop = statement_stop(original.rstrip("\n").count("\n") + 1, depth, language_id)
-    out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=stop, session=doc.uri,
-                         cancelled=cancelled).text.rstrip()
-    new = out + ("\n" if original.endswith("\n") and out else "")
-    if not out.strip():
-        return "the model wrote nothing"
-    if new.strip() == original.strip():
-        return "the model wrote the same text"
-    tree = completer.parses.get(doc.uri, doc.version, text, language_id)
-    if not parses_after(text, start, end, new, language_id, tree):
-        return "the model's text does not parse"
-    return doc, start, end, new, ""
-
-
-def explain_by_fim(completer: Completer, doc: TextDocument, start: int, cancelled) -> Edit | str:
-    """Line comments written by FIM above the line where `start` is: what a base model can say about code."""
-    text, language_id = doc.text, doc.language_id
-    line_start = text.rfind("\n", 0, start) + 1
-    indent = INDENT.match(text, line_start).group()
-    marker = profile(language_id).line_comment
-    prefix, suffix = prompt(completer, doc.uri, language_id, text[:line_start] + indent + marker + " ",
-                            "\n" + text[line_start:])
-
-    def stop(gen: str) -> int | None:
-        lines = gen.split("\n")
-        offset = len(lines[0])
-        for n, line in enumerate(lines[1:], 1):
-            if n >= 4 or not line.strip().startswith(marker):
-                return offset
-            offset += 1 + len(line)
-        return None
-
-    out = completer.fill(prefix, suffix, max_tokens=96, stop_fn=stop, session=doc.uri, cancelled=cancelled).text
-    if not out.strip():
-        return "the model wrote nothing"
-    return doc, line_start, line_start, f"{indent}{marker} {out.strip()}\n", ""
-
-
-def target_of_test(doc: TextDocument, tree, name_start: int, open_doc) -> tuple[TextDocument, int, str]:
-    """(document, offset, indentation) where a test of the function at `name_start` goes:
-    the in-file test module, the test file of this module by the language's convention (when it exists),
-    right after the function (tests_beside), else the end of the document."""
-    language = profile(doc.language_id)
-    points = points_of(doc)
-    unit = detect_indentation(doc.text)
-    step = " " * unit.tab_size if unit.insert_spaces else "\t"
-    end = tests_module_end(tree, points, doc.language_id) if tree is not None else None
-    if end is not None:
-        return doc, points.line_start(end), step
-    for path in files_of_tests(to_fs_path(doc.uri) or "", doc.language_id) if doc.uri.startswith("file:") else []:
-        uri = from_fs_path(path)
-        target = open_doc(uri)
-        if target is None and os.path.isfile(path):
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                target = TextDocument(uri, doc.language_id, 0, f.read())
-        if target is not None:
-            return target, len(target.text), ""
-    functions = functions_in_rows(tree, points.row(name_start), points.row(name_start), doc.language_id) \
-        if tree is not None else []
-    if language.tests_beside and functions:
-        node = functions[-1].node
-        at = points.offset(node.end_point)
-        return doc, at, INDENT.match(doc.text, points.line_start(at)).group()
-    return doc, len(doc.text), ""
-
-
-def write_test(completer: Completer, doc: TextDocument, name: str, start: int, end: int, open_doc,
-               cancelled, max_tokens: int = 256) -> Edit | str:
-    """A test of the function text[start:end] written by FIM after the language's test header."""
-    language_id = doc.language_id
-    tree = completer.parses.get(doc.uri, doc.version, doc.text, language_id)
-    target, at, indent = target_of_test(doc, tree, start, open_doc)
-    header = header_of_test(name, language_id, indent)
-    if header is None:
-        return "no test header for this language"
-    before, after = target.text[:at], target.text[at:]
-    sep = "" if not before else "\n" * max(0, 2 - (len(before) - len(before.rstrip("\n"))))
-    if not before.endswith("\n") and before:
-        sep = "\n\n"
-    unit = detect_indentation(doc.text)
-    body_indent = indent + (" " * unit.tab_size if unit.insert_spaces else "\t")
-    footer = "".join(indent + line for line in profile(language_id).test_footer.splitlines(keepends=True))
-    context = ""
-    if target is not doc:  # the function under test, as comments: the test file does not show it
-        context = commented(doc.text[start:end], "", language_id) + "\n\n"
-    prefix, suffix = prompt(completer, target.uri, language_id, context + before + sep + header + body_indent,
-                            "\n" + footer + after)
-    out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=block_stop(len(body_indent), language_id),
-                         session=target.uri, cancelled=cancelled).text
-    if not out.strip():
-        return "the model wrote nothing"
-
-    def make(body: str) -> str:
-        return f"{sep}{header}{body_indent}{body.rstrip()}\n{footer}" if body.strip() else ""
-
-    new = longest_parsing(target.text, at, at, make, out, language_id, tree if target is doc else None)
-    if new:
-        return target, at, at, new, ""
-    whole = commented(f"{header}{body_indent}{out.rstrip()}\n{footer}", indent, language_id)
-    return target, at, at, f"{sep}{whole}\n", NOT_PARSING
-
-
 # -- listing and resolving ------------------------------------------------------------------------
 
 FIELDS: dict[str, type] = {"uri": str, "version": int, "kind": str, "start": int, "end": int}
@@ -321,7 +161,7 @@ def stub_actions(doc: TextDocument, tree, first: int, last: int) -> list[types.C
     return actions
 
 
-def test_actions(doc: TextDocument, tree, first: int, last: int) -> list[types.CodeAction]:
+def unit_test_actions(doc: TextDocument, tree, first: int, last: int) -> list[types.CodeAction]:
     """"Write a test for f" on the innermost functions of the rows, for languages with a test header."""
     if profile(doc.language_id).test_header is None:
         return []
@@ -377,7 +217,11 @@ def wanted(actions: list[types.CodeAction], only: list[str] | None) -> list[type
     """The actions of the kinds the client asked for (`context.only`: a kind and its sub-kinds)."""
     if not only:
         return actions
-    return [a for a in actions if any(a.kind == k or str(a.kind).startswith(f"{k}.") for k in only)]
+    asked = [getattr(k, "value", k) for k in only]
+
+    def kind(a: types.CodeAction) -> str:
+        return getattr(a.kind, "value", a.kind) or ""
+    return [a for a in actions if any(kind(a) == k or kind(a).startswith(f"{k}.") for k in asked)]
 
 
 def list_actions(completer: Completer, doc: TextDocument, params: types.CodeActionParams,
@@ -388,7 +232,7 @@ def list_actions(completer: Completer, doc: TextDocument, params: types.CodeActi
     tree = completer.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
     actions = fix_actions(doc, tree, params.context.diagnostics or [], encoding)
     if tree is not None:
-        actions += stub_actions(doc, tree, first, last) + test_actions(doc, tree, first, last)
+        actions += stub_actions(doc, tree, first, last) + unit_test_actions(doc, tree, first, last)
     if params.range.start != params.range.end:
         try:
             start, end = doc.offset_at(params.range.start, encoding), doc.offset_at(params.range.end, encoding)
