@@ -71,10 +71,18 @@ class Profile:
     continuations: frozenset[str] = EVERY_CONTINUATION  # first words that continue a statement (else, catch)
     stop_hook: Callable[[str, int], bool] | None = None  # (generated text, index of its first unmatched closer):
     #                                                      True to wait for more text before stopping there
-    definition: re.Pattern | None = None             # a function whose body is an indented block after ":",
-    #                                                  groups indent and name: code actions fill its stub body
-    #                                                  or write its '"""' docstring
-    stub_body: re.Pattern | None = None              # with `definition`: a line that only stands in for a body
+    definition: frozenset[str] | None = None         # grammar node types of a function definition (code
+    #                                                  actions: stubs to fill, tests to write)
+    stub_body: re.Pattern | None = None              # with `definition`: a statement (fullmatch of its text)
+    #                                                  that only stands in for a body; empty bodies and TODO
+    #                                                  comments are stubs too
+    docstring: str | None = None                     # the quote of a docstring below the signature ('"""')
+    test_header: str | None = None                   # how a test of {name} ({Name}: capitalized) starts, up to
+    #                                                  its body's first line; FIM writes the rest
+    test_footer: str = ""                            # what closes that test after its body
+    test_files: tuple[str, ...] = ()                 # where the tests of {stem}{ext} live, relative to its folder
+    test_module: tuple[str, str] | None = None       # (node type, name) of an in-file test module (Rust)
+    tests_beside: bool = False                       # a test goes right after its function (Java: in the class)
     openers: str = field(init=False, repr=False)
     closers: str = field(init=False, repr=False)
 
@@ -83,11 +91,20 @@ class Profile:
         object.__setattr__(self, "closers", self.brackets[1::2])
 
 
+def _stub(statement: str) -> re.Pattern:
+    """A statement that only stands in for a body, or a comment saying TODO."""
+    return re.compile(rf"(?:{statement}|(?://|#|--|/\*)\s*TODO\b.*)", re.S)
+
+
 _JS = Profile(
     "javascript", (".js", ".mjs", ".cjs"), ("tree_sitter_javascript", "language"), family="js", line_comment="//",
     block_opener=BRACE_BLOCKS, import_start=_imports(r"import[\s{*'\"]"),
     containers=_containers("program statement_block class_body switch_body switch_case switch_default"),
-    continuations=frozenset("else catch finally case default".split()))
+    continuations=frozenset("else catch finally case default".split()),
+    definition=frozenset("function_declaration function_expression arrow_function method_definition "
+                         "generator_function_declaration".split()),
+    stub_body=_stub(r"throw\s+new\s+Error\(\s*([\"'`])(not implemented|TODO)\b.*\);?"),
+    test_header='test("{name}", () => {{\n', test_footer="});\n", test_files=("{stem}.test{ext}", "{stem}.spec{ext}"))
 _TS = replace(_JS, id="typescript", extensions=(".ts", ".mts", ".cts"),
               grammar=("tree_sitter_typescript", "language_typescript"),
               containers=_JS.containers | _containers("module interface_body enum_body object_type"))
@@ -96,7 +113,9 @@ _C = Profile(
     import_start=_imports(r"#[ \t]*include\b"),
     containers=_containers("translation_unit compound_statement case_statement declaration_list "
                            "field_declaration_list preproc_if preproc_ifdef preproc_else preproc_elif"),
-    continuations=frozenset("else case default".split()))
+    continuations=frozenset("else case default".split()),
+    definition=frozenset({"function_definition"}), stub_body=_stub(r"abort\(\);|assert\(0\);"),
+    test_header="static void test_{name}(void) {{\n", test_footer="}\n")
 
 
 def _comments_only(marker: str, *ids: str) -> list[Profile]:
@@ -107,8 +126,11 @@ def _comments_only(marker: str, *ids: str) -> list[Profile]:
 PROFILES: tuple[Profile, ...] = (
     Profile("python", (".py", ".pyi", ".pyw"), ("tree_sitter_python", "language"),
             import_start=_imports(r"(?:import|from)\s"), containers=_containers("module block"),
-            definition=re.compile(r"^(?P<indent>[ \t]*)(async\s+)?def\s+(?P<name>\w+)"),
-            stub_body=re.compile(r"^\s*(pass|\.\.\.|raise\s+NotImplementedError\b.*|#\s*TODO\b.*)\s*$"),
+            definition=frozenset({"function_definition"}), docstring='"""',
+            stub_body=_stub(r"pass|\.\.\.|raise\s+NotImplementedError\b.*"),
+            test_header="def test_{name}():\n",
+            test_files=("tests/test_{stem}{ext}", "../tests/test_{stem}{ext}", "../../tests/test_{stem}{ext}",
+                        "test_{stem}{ext}"),
             continuations=frozenset("else elif except finally case".split())),
     _JS,
     replace(_JS, id="javascriptreact", extensions=(".jsx",)),  # the JavaScript grammar parses JSX
@@ -118,23 +140,34 @@ PROFILES: tuple[Profile, ...] = (
             quotes="\"`", char_literal=re.compile(r"'(\\.[^']*|[^\\'])'"), stop_hook=_unfinished_char_literal,
             import_start=_imports(r"(?:pub(?:\([^)\n]*\))?\s+)?use\s|extern\s+crate\s"),
             containers=_containers("source_file block declaration_list field_declaration_list enum_variant_list"),
-            continuations=frozenset({"else"})),
+            continuations=frozenset({"else"}), definition=frozenset({"function_item"}),
+            stub_body=_stub(r"(todo|unimplemented)!\(.*\);?"), test_header="#[test]\nfn test_{name}() {{\n",
+            test_footer="}\n", test_module=("mod_item", "tests")),
     Profile("go", (".go",), ("tree_sitter_go", "language"), line_comment="//", block_opener=BRACE_BLOCKS,
             import_start=_imports(r"(?:package|import)[\s(]"),
             containers=_containers("source_file block statement_list field_declaration_list expression_case "
                                    "default_case type_case communication_case"),
-            continuations=frozenset("else case default".split())),
+            continuations=frozenset("else case default".split()),
+            definition=frozenset({"function_declaration", "method_declaration"}),
+            stub_body=_stub(r'panic\("(TODO|not implemented)\b[^"]*"\)'),
+            test_header="func Test{Name}(t *testing.T) {{\n", test_footer="}\n", test_files=("{stem}_test{ext}",)),
     Profile("java", (".java",), ("tree_sitter_java", "language"), line_comment="//", block_opener=BRACE_BLOCKS,
             import_start=_imports(r"(?:package|import)\s"),
             containers=_containers("program block class_body interface_body enum_body constructor_body "
                                    "switch_block switch_block_statement_group"),
-            continuations=frozenset("else catch finally case default".split())),
+            continuations=frozenset("else catch finally case default".split()),
+            definition=frozenset({"method_declaration", "constructor_declaration"}),
+            stub_body=_stub(r"throw\s+new\s+UnsupportedOperationException\(.*\);"),
+            test_header="@Test\nvoid test{Name}() {{\n", test_footer="}\n", tests_beside=True),
     _C,
     replace(_C, id="cpp", extensions=(".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx"),
             grammar=("tree_sitter_cpp", "language"), continuations=_C.continuations | {"catch"}),
     Profile("lua", (".lua",), ("tree_sitter_lua", "language"), line_comment="--", block_opener=LUA_BLOCKS,
             import_start=_imports(r"(?:local\s+)?[\w.,\t ]+=[ \t]*require\b|require\b"),
-            containers=_containers("chunk block"), continuations=frozenset("else elseif end until".split())),
+            containers=_containers("chunk block"), continuations=frozenset("else elseif end until".split()),
+            definition=frozenset({"function_declaration", "function_definition"}),
+            stub_body=_stub(r"error\(\s*([\"'])(not implemented|TODO)\b.*\)"),
+            test_header='it("{name}", function()\n', test_footer="end)\n"),
     *_comments_only("#", "ruby", "shellscript", "yaml", "toml", "r", "perl"),
     *_comments_only("--", "sql", "haskell"),
     *_comments_only("//", "csharp", "kotlin", "swift", "scala", "php", "dart"),

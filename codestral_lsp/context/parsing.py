@@ -10,6 +10,7 @@ count "\\n" only, which is what `str.count("\\n")` counts too.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -23,10 +24,30 @@ def encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+CHUNK = 1 << 16  # bytes handed to the parser at a time, for long sources
+
+
 def parse(text: str, language_id: str) -> Tree | None:
     """A fresh tree of the whole text, or None for an unknown language."""
     language = get_language(language_id)
-    return Parser(language).parse(encode(text)) if language else None
+    return parse_source(Parser(language), encode(text)) if language else None
+
+
+def parse_source(parser: Parser, source: bytes, old: Tree | None = None) -> Tree:
+    """Parse `source`; a long one is handed over in chunks, and between two the GIL is let go, so the
+    event loop answers other requests while a 2 MB document is parsed (the parser itself holds it)."""
+    if len(source) <= 4 * CHUNK:
+        return parser.parse(source, old) if old else parser.parse(source)
+
+    def read(byte: int, _point) -> bytes:
+        let_others_run()
+        return source[byte: byte + CHUNK]
+
+    return parser.parse(read, old) if old else parser.parse(read)
+
+
+def let_others_run() -> None:
+    time.sleep(0)
 
 
 @dataclass
@@ -63,7 +84,7 @@ class ParseCache:
             old = entry.tree.copy() if entry and entry.language_id == language_id else None
             if old is not None:
                 _edit(old, entry.source, source)
-            tree = Parser(language).parse(source, old) if old else Parser(language).parse(source)
+            tree = parse_source(Parser(language), source, old)
             self._entries[uri] = _Entry(version, language_id, source, tree)
             self._entries.move_to_end(uri)
             while len(self._entries) > self.size:
@@ -83,12 +104,12 @@ def _edit(tree: Tree, old: bytes, new: bytes) -> None:
     head = common_head(old, new)
     tail = common_head(old[head:][::-1], new[head:][::-1])
     tree.edit(start_byte=head, old_end_byte=len(old) - tail, new_end_byte=len(new) - tail,
-              start_point=_point(old, head), old_end_point=_point(old, len(old) - tail),
-              new_end_point=_point(new, len(new) - tail))
+              start_point=point_at(old, head), old_end_point=point_at(old, len(old) - tail),
+              new_end_point=point_at(new, len(new) - tail))
 
 
-def _point(source: bytes, i: int) -> tuple[int, int]:
-    """(row, byte column) of byte i: _point(b"ab\\ncd", 4) == (1, 1)."""
+def point_at(source: bytes, i: int) -> tuple[int, int]:
+    """(row, byte column) of byte i: point_at(b"ab\\ncd", 4) == (1, 1)."""
     return source.count(b"\n", 0, i), i - (source.rfind(b"\n", 0, i) + 1)
 
 

@@ -56,3 +56,12 @@ def assert_stays_in_block(insert_text: str, column: int) -> None:
     for line in rest:
         assert not line.strip() or len(line) - len(line.lstrip(" ")) >= column, \
             f"a line leaves the block: {line!r} in {insert_text!r}"
+
+
+def assert_tree_parses(source: str, language_id: str) -> None:
+    """The edited document parses with the language's tree-sitter grammar: no ERROR or MISSING node."""
+    from codestral_lsp.context import parse
+
+    tree = parse(source, language_id)
+    assert tree is not None, f"no grammar for {language_id}"
+    assert not tree.root_node.has_error, f"the edited {language_id} document does not parse:\n{source}"

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = [f"codestral_lsp.context.{name}" for name in ("imports", "languages", "lines", "neighbours", "postprocess",
+MODULES = [f"codestral_lsp.context.{name}" for name in ("actions", "imports", "languages", "lines", "neighbours", "postprocess",
                                                         "windows")] + ["codestral_lsp.lsp.features.code_actions",
                                                                     "codestral_lsp.tools.lsp_client"]
 

@@ -1,115 +1,44 @@
-"""Code actions: what a FIM model can do, and what an instruct model can do on a selection.
+"""Code actions (`textDocument/codeAction`, `codeAction/resolve`): what any FIM model can do in any
+language with a grammar, and what an instruct model can do on a selection.
 
-Any model: the light bulb lists "Codestral: complete body of f" on a function whose body is only
-`pass`, `...`, `raise NotImplementedError` or a TODO comment, and "Codestral: write docstring for f"
-on a Python function without one.
+Any model, found with tree-sitter (`context/actions.py`), written by FIM (`lsp/fim_edits.py`):
+- "complete body of f" on a function whose body is empty, only a placeholder (`pass`, `...`,
+  `todo!()`, `panic("TODO")`, `throw new Error("not implemented")`, ...) or a TODO comment; Python
+  functions without a docstring also get "write docstring for f";
+- "fix line N" (quickfix) for each diagnostic the request carries: its smallest enclosing statement
+  written anew, the message as a comment in the prompt;
+- "write a test for f", from the language's test header, where the language's conventions put tests;
+- on a selection, "rewrite lines a-b" and "explain lines a-b".
 
-Instruct models only (the checkpoint declares it, `engine.checkpoints.loading.is_instruct`), on a non-empty
-selection: "explain" (the answer goes above the selection as line comments), "refactor" (the
-selection is replaced by the answer's code) and "write tests" (the answer's code is appended to the
-document). They are hidden for FIM-only models such as the embedded one, which cannot follow
-instructions.
+Instruct models (the checkpoint declares it, `engine.checkpoints.loading.is_instruct`) get, on a
+non-empty selection, "explain" (the answer goes above the selection as line comments), "refactor"
+(the selection is replaced by the answer's code) and "write tests" (appended to the document)
+through chat, instead of the FIM rewrite and explain.
 
-Listing is cheap (text scanning); the edit is generated on `codeAction/resolve`, only for the
-action the user picks.
+Listing is cheap and off the event loop: the parse cache's tree, visited over the requested rows
+only; a newer listing for the document supersedes an older one. The edit is generated on
+`codeAction/resolve`, on the inference worker, only for the action the user picks; a newer request
+for the document supersedes it. Resolve data that is not what listing sent is answered with
+InvalidParams (-32602).
 """
-
 from __future__ import annotations
 
+import asyncio
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from ...context import Profile, line_comment, profile
-from ..documents import PositionError
+from ...context import line_comment, profile
+from ...context.actions import Stub, enclosing_statement, find_stubs, functions_in_rows, parses_after
+from ..documents import PositionError, TextDocument
+from ..fim_edits import explain_by_fim, fill, points_of, regenerate, write_test
 from ..scheduler import Superseded
 
 if TYPE_CHECKING:
     from ...pipeline import Completer
     from ..server import CodestralServer
-
-TODO = re.compile(r"^\s*(//|#|--)\s*TODO\b")
-
-
-@dataclass(frozen=True)
-class Stub:
-    """A region to fill: document offsets [start, end) replaced by the generated text."""
-    kind: str  # "body" or "docstring"
-    name: str
-    start: int
-    end: int
-    indent: str
-
-
-def definition_stubs(text: str, lines: list[str], starts: list[int], first: int, last: int,
-                     language: Profile) -> list[Stub]:
-    """Stubs of functions (`language.definition` lines) whose definition line is within [first - 20, last]."""
-    found = []
-    for i in range(max(0, first - 20), min(last + 1, len(lines))):
-        m = language.definition.match(lines[i])
-        if not m:
-            continue
-        j = i
-        while j < len(lines) and not lines[j].rstrip().endswith(":"):  # signature over several lines
-            j += 1
-        body = [k for k in range(j + 1, len(lines)) if lines[k].strip()]
-        base = len(m.group("indent").expandtabs())
-        block = []
-        for k in body:
-            if len(lines[k]) - len(lines[k].lstrip()) <= base:
-                break
-            block.append(k)
-        if not block:
-            continue
-        indent = lines[block[0]][: len(lines[block[0]]) - len(lines[block[0]].lstrip())]
-        has_doc = lines[block[0]].lstrip().startswith(('"""', "'''", 'r"""'))
-        statements = [k for k in block if not lines[k].lstrip().startswith(('"""', "'''"))] if has_doc else block
-        name = m.group("name")
-        if statements and all(language.stub_body.match(lines[k]) for k in statements) and len(statements) <= 2:
-            found.append(Stub("body", name, starts[statements[0]], line_end(text, starts, statements[-1]), indent))
-        if not has_doc and i <= last:
-            found.append(Stub("docstring", name, starts[j + 1], starts[j + 1], indent))
-    return found
-
-
-def todo_stubs(text: str, lines: list[str], starts: list[int], first: int, last: int) -> list[Stub]:
-    return [Stub("body", "TODO", starts[k], line_end(text, starts, k), lines[k][: len(lines[k]) - len(lines[k].lstrip())])
-            for k in range(first, min(last + 1, len(lines))) if TODO.match(lines[k])]
-
-
-def line_end(text: str, starts: list[int], k: int) -> int:
-    """Offset of the end of line k, before its line break."""
-    end = starts[k + 1] if k + 1 < len(starts) else len(text)
-    while end > starts[k] and text[end - 1] in "\r\n":
-        end -= 1
-    return end
-
-
-def fill(completer: Completer, text: str, stub: Stub, session: str, cancelled, max_tokens: int = 256) -> str:
-    """Generate the text for a stub with FIM: the body up to the end of its block, or a docstring."""
-    if stub.kind == "docstring":
-        prefix = text[: stub.start] + stub.indent + '"""'
-        out = completer.fill(prefix, '"""\n' + text[stub.start:], max_tokens=96, stop=['"""'],
-                             session=session, cancelled=cancelled).text
-        return f'{stub.indent}"""{out.strip()}"""\n' if out.strip() else ""
-    prefix = text[: stub.start] + stub.indent
-    suffix = text[stub.end:]
-    depth = len(stub.indent.expandtabs())
-
-    def block_end(generated: str) -> int | None:
-        offset = 0
-        for line in generated.splitlines(keepends=True):
-            if offset and line.strip() and len(line) - len(line.lstrip()) < depth:
-                return offset
-            offset += len(line)
-        return None
-
-    out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=block_end, session=session,
-                         cancelled=cancelled).text
-    return (stub.indent + out).rstrip() if out.strip() else ""
 
 
 # -- instruct actions: pure helpers ---------------------------------------------------------------
@@ -189,86 +118,197 @@ def instruct_edit(completer: Completer, text: str, kind: str, start: int, end: i
     return len(text), len(text), f"{sep}\n\n{new_code}\n"
 
 
-def checked_data(data: Any) -> dict:
-    """The data `code_action` put in an action, or InvalidParams: the client sends it back, maybe crafted."""
+# -- listing and resolving ------------------------------------------------------------------------
+
+FIELDS: dict[str, type] = {"uri": str, "version": int, "kind": str, "start": int, "end": int}
+KIND_FIELDS: dict[str, dict[str, type]] = {
+    "body": {"name": str, "indent": str, "lead": str, "trail": str}, "docstring": {"name": str, "indent": str},
+    "fix": {"message": str}, "rewrite": {}, "comment": {}, "test": {"name": str},
+    **{kind: {} for kind in INSTRUCT_TITLES},
+}
+MAX_FIX_LINES = 40  # a "statement" longer than this (a whole function around a diagnostic) is not offered
+
+
+def checked(data: Any) -> dict:
+    """Resolve data as listing sent it, or InvalidParams."""
     if not isinstance(data, dict):
-        raise JsonRpcInvalidParams("codeAction/resolve: the action carries no data")
-    fields = {"uri": str, "version": int, "kind": str, "start": int, "end": int}
-    if data.get("kind") not in INSTRUCT_TITLES:
-        fields.update(name=str, indent=str)
-    bad = [key for key, kind in fields.items() if type(data.get(key)) is not kind]
-    if not bad and not 0 <= data["start"] <= data["end"]:
-        bad = ["start", "end"]
-    if bad:
-        raise JsonRpcInvalidParams(f"codeAction/resolve: invalid data ({', '.join(bad)})")
+        raise JsonRpcInvalidParams("codeAction/resolve: data must be an object")
+    fields = dict(FIELDS, **KIND_FIELDS.get(data.get("kind"), {})) if data.get("kind") in KIND_FIELDS else None
+    if fields is None:
+        raise JsonRpcInvalidParams(f"codeAction/resolve: unknown kind {data.get('kind')!r}")
+    wrong = [k for k, t in fields.items() if not isinstance(data.get(k), t) or isinstance(data.get(k), bool)]
+    if wrong or not 0 <= data["start"] <= data["end"]:
+        raise JsonRpcInvalidParams(f"codeAction/resolve: bad data fields {wrong or ['start', 'end']}")
     return data
 
 
+def action(doc: TextDocument, title: str, kind: str, action_kind: types.CodeActionKind, start: int, end: int,
+           diagnostics: list[types.Diagnostic] | None = None, **fields) -> types.CodeAction:
+    data = {"uri": doc.uri, "version": doc.version, "kind": kind, "start": start, "end": end, **fields}
+    return types.CodeAction(title=title, kind=action_kind, data=data, diagnostics=diagnostics)
+
+
+def stub_actions(doc: TextDocument, tree, first: int, last: int) -> list[types.CodeAction]:
+    actions = []
+    for stub in find_stubs(tree, doc.text, points_of(doc), first, last, doc.language_id):
+        title = (f"Codestral: write docstring for {stub.name}" if stub.kind == "docstring"
+                 else f"Codestral: complete body of {stub.name}")
+        fields = {"name": stub.name, "indent": stub.indent}
+        if stub.kind == "body":
+            fields.update(lead=stub.lead, trail=stub.trail)
+        actions.append(action(doc, title, stub.kind, types.CodeActionKind.RefactorRewrite, stub.start, stub.end,
+                              **fields))
+    return actions
+
+
+def unit_test_actions(doc: TextDocument, tree, first: int, last: int) -> list[types.CodeAction]:
+    """"Write a test for f" on the innermost functions of the rows, for languages with a test header."""
+    if profile(doc.language_id).test_header is None:
+        return []
+    points = points_of(doc)
+    functions = functions_in_rows(tree, first, last, doc.language_id)
+    inner = [f for f in functions if not any(g is not f and f.node.start_byte <= g.node.start_byte
+                                             and g.node.end_byte <= f.node.end_byte for g in functions)]
+    return [action(doc, f"Codestral: write a test for {f.name}", "test", types.CodeActionKind.RefactorRewrite,
+                   points.offset(f.node.start_point), points.offset(f.node.end_point), name=f.name) for f in inner]
+
+
+def fix_actions(doc: TextDocument, tree, diagnostics: list[types.Diagnostic], encoding: str) -> list[types.CodeAction]:
+    """"Fix line N" for each diagnostic: its smallest enclosing statement (whole lines without a grammar)."""
+    points, seen, actions = points_of(doc), set(), []
+    for diagnostic in diagnostics:
+        try:
+            start, end = doc.offset_at(diagnostic.range.start, encoding), doc.offset_at(diagnostic.range.end, encoding)
+        except PositionError:
+            continue
+        found = enclosing_statement(tree, points, start, end, doc.language_id) if tree is not None else None
+        if found is None:
+            found = points.line_start(start), doc.offset_at(types.Position(diagnostic.range.end.line, 10**6), encoding)
+        a, b = found
+        if found in seen or not doc.text[a:b].strip() or doc.text.count("\n", a, b) >= MAX_FIX_LINES:
+            continue
+        seen.add(found)
+        actions.append(action(doc, f"Codestral: fix line {points.row(a) + 1}", "fix", types.CodeActionKind.QuickFix,
+                              a, b, [diagnostic], message=diagnostic.message))
+    return actions
+
+
+def selection_actions(doc: TextDocument, start: int, end: int) -> list[types.CodeAction]:
+    """A base model's versions of refactor and explain: the selection written anew, comments above it."""
+    text = doc.text[start:end]
+    if not text.strip() or end - start > MAX_SELECTION_CHARS:
+        return []
+    first = doc.text.count("\n", 0, start) + 1
+    lines = f"{first}" if "\n" not in text.rstrip("\n") else f"{first}-{first + text.rstrip(chr(10)).count(chr(10))}"
+    return [action(doc, f"Codestral: rewrite lines {lines}", "rewrite", types.CodeActionKind.RefactorRewrite,
+                   start, end),
+            action(doc, f"Codestral: explain lines {lines}", "comment", types.CodeActionKind.RefactorRewrite,
+                   start, end)]
+
+
+def instruct_actions(doc: TextDocument, start: int, end: int) -> list[types.CodeAction]:
+    if not doc.text[start:end].strip() or end - start > MAX_SELECTION_CHARS:
+        return []
+    return [action(doc, title, kind, types.CodeActionKind.RefactorRewrite, start, end)
+            for kind, title in INSTRUCT_TITLES.items()]
+
+
+def wanted(actions: list[types.CodeAction], only: list[str] | None) -> list[types.CodeAction]:
+    """The actions of the kinds the client asked for (`context.only`: a kind and its sub-kinds)."""
+    if not only:
+        return actions
+    asked = [getattr(k, "value", k) for k in only]
+
+    def kind(a: types.CodeAction) -> str:
+        return getattr(a.kind, "value", a.kind) or ""
+    return [a for a in actions if any(kind(a) == k or kind(a).startswith(f"{k}.") for k in asked)]
+
+
+def list_actions(completer: Completer, doc: TextDocument, params: types.CodeActionParams,
+                 encoding: str) -> list[types.CodeAction]:
+    """Every action for the request's range: runs off the event loop (a first parse may take a while)."""
+    last_line = len(doc.line_starts) - 1
+    first, last = min(params.range.start.line, last_line), min(params.range.end.line, last_line)
+    tree = completer.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
+    actions = fix_actions(doc, tree, params.context.diagnostics or [], encoding)
+    if tree is not None:
+        actions += stub_actions(doc, tree, first, last) + unit_test_actions(doc, tree, first, last)
+    if params.range.start != params.range.end:
+        try:
+            start, end = doc.offset_at(params.range.start, encoding), doc.offset_at(params.range.end, encoding)
+        except PositionError:
+            return wanted(actions, params.context.only)
+        actions += instruct_actions(doc, start, end) if completer.instruct else selection_actions(doc, start, end)
+    return wanted(actions, params.context.only)
+
+
+def work_for(completer: Completer, doc: TextDocument, data: dict, open_doc):
+    """The function the worker runs for an action: an Edit, a reason for no edit (str), or None."""
+    text, kind, start, end = doc.text, data["kind"], data["start"], data["end"]
+    if kind in INSTRUCT_TITLES:
+        def ask(cancelled):
+            edit = instruct_edit(completer, text, kind, start, end, doc.language_id, cancelled)
+            return (doc, *edit, "") if edit else None
+        return ask
+    if kind in ("fix", "rewrite"):
+        return lambda cancelled: regenerate(completer, doc, start, end, data.get("message", ""), cancelled)
+    if kind == "comment":
+        return lambda cancelled: explain_by_fim(completer, doc, start, cancelled)
+    if kind == "test":
+        return lambda cancelled: write_test(completer, doc, data["name"], start, end, open_doc, cancelled)
+    stub = Stub(kind, data["name"], start, end, data["indent"], data.get("lead", ""), data.get("trail", ""))
+
+    def work(cancelled):
+        tree = completer.parses.get(doc.uri, doc.version, text, doc.language_id)
+        new_text, note = fill(completer, text, stub, doc.uri, cancelled, doc.language_id, tree=tree)
+        if note and not parses_after(text, start, end, new_text, doc.language_id, tree):
+            return None  # neither the body nor the comments parse (a stub inside broken code)
+        return (doc, stub.start, stub.end, new_text, note) if new_text else None
+    return work
+
+
 def register(server: CodestralServer) -> None:
+    latest: dict[str, int] = {}  # uri -> the ticket of its newest listing request
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-        code_action_kinds=[types.CodeActionKind.RefactorRewrite], resolve_provider=True))
-    def code_action(ls: CodestralServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+        code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite],
+        resolve_provider=True))
+    async def code_action(ls: CodestralServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         doc = ls.documents.get(params.text_document.uri)
         if doc is None or ls.completer is None:
             return []
-        starts = doc.line_starts
-        lines = [doc.line_text(k) for k in range(len(starts))]
-        first = min(params.range.start.line, len(lines) - 1)
-        last = min(params.range.end.line, len(lines) - 1)
-        stubs = todo_stubs(doc.text, lines, starts, first, last)
-        language = profile(doc.language_id)
-        if language.definition is not None:
-            stubs = definition_stubs(doc.text, lines, starts, first, last, language) + stubs
-        actions = []
-        for stub in stubs:
-            title = (f"Codestral: write docstring for {stub.name}" if stub.kind == "docstring"
-                     else f"Codestral: complete body of {stub.name}")
-            data = {"uri": doc.uri, "version": doc.version, "kind": stub.kind, "name": stub.name,
-                    "start": stub.start, "end": stub.end, "indent": stub.indent}
-            actions.append(types.CodeAction(title=title, kind=types.CodeActionKind.RefactorRewrite, data=data))
-        if ls.completer.instruct and params.range.start != params.range.end:
-            try:
-                start = doc.offset_at(params.range.start, ls.position_encoding)
-                end = doc.offset_at(params.range.end, ls.position_encoding)
-            except PositionError:
-                return actions
-            if doc.text[start:end].strip() and end - start <= MAX_SELECTION_CHARS:
-                for kind, title in INSTRUCT_TITLES.items():
-                    data = {"uri": doc.uri, "version": doc.version, "kind": kind, "start": start, "end": end}
-                    actions.append(types.CodeAction(title=title, kind=types.CodeActionKind.RefactorRewrite,
-                                                    data=data))
-        return actions
+        completer, encoding, uri = ls.completer, ls.position_encoding, doc.uri
+        ticket = latest[uri] = latest.get(uri, 0) + 1
+
+        def listing() -> list[types.CodeAction]:
+            return list_actions(completer, doc, params, encoding) if latest.get(uri) == ticket else []
+
+        actions = await asyncio.get_running_loop().run_in_executor(None, listing)
+        return actions if latest.get(uri) == ticket else []  # a newer request for the document supersedes
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def resolve(ls: CodestralServer, action: types.CodeAction) -> types.CodeAction:
-        data = checked_data(action.data)
+        data = checked(action.data)
         doc = ls.documents.get(data["uri"])
         if doc is None or ls.completer is None or doc.version != data["version"]:
             return action  # stale: no edit, the client shows nothing
         if data["end"] > len(doc.text):
-            raise JsonRpcInvalidParams(f"codeAction/resolve: end {data['end']} is past the document's end")
-        text, completer = doc.text, ls.completer
-        if data.get("kind") in INSTRUCT_TITLES:
-            kind, language = data["kind"], doc.language_id
-
-            def work(cancelled):
-                return instruct_edit(completer, text, kind, data["start"], data["end"], language, cancelled)
-        else:
-            stub = Stub(data["kind"], data["name"], data["start"], data["end"], data["indent"])
-
-            def work(cancelled):
-                new_text = fill(completer, text, stub, doc.uri, cancelled)
-                return (stub.start, stub.end, new_text) if new_text else None
+            raise JsonRpcInvalidParams(f"codeAction/resolve: range {data['start']}-{data['end']} is outside the document")
         try:
-            edit = await ls.scheduler.run(doc.uri, work)
+            edit = await ls.scheduler.run(doc.uri, work_for(ls.completer, doc, data, ls.documents.get))
         except (Superseded, PositionError):
             return action
         except ValueError as exc:  # e.g. a selection too long for the model's context
             ls.log_message(f"codestral: {action.title}: {exc}", types.MessageType.Warning)
             return action
-        if edit is not None:
-            start, end, new_text = edit
+        if isinstance(edit, str):  # nothing to offer, and why
+            ls.log_message(f"codestral: {action.title}: no edit, {edit}")
+            action.title += f" (no edit: {edit})"
+        elif edit is not None:
+            target, start, end, new_text, note = edit
+            if note:
+                ls.log_message(f"codestral: {action.title}{note}")
             enc = ls.position_encoding
-            edit_range = types.Range(doc.position_at(start, enc), doc.position_at(end, enc))
-            action.edit = types.WorkspaceEdit(changes={doc.uri: [types.TextEdit(range=edit_range, new_text=new_text)]})
+            edit_range = types.Range(target.position_at(start, enc), target.position_at(end, enc))
+            action.edit = types.WorkspaceEdit(changes={target.uri: [types.TextEdit(range=edit_range,
+                                                                                   new_text=new_text)]})
         return action
