@@ -1,0 +1,57 @@
+"""Model families: the one table of what differs between the checkpoints the engine loads.
+
+A family says how a Hugging Face `config.json` becomes `ModelArgs`, how its tensor names map onto
+ours and which tokenizer file it reads. Loading (`loading.py`) looks things up here and never names
+a family; adding one is an entry of `FAMILIES` (plus a layer in `model.py` when it really has a new one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+from ..config import ModelArgs
+
+# Hugging Face's module names of one decoder layer -> ours; shared by every Llama-like family.
+LLAMA_LAYER_NAMES = {
+    "self_attn.q_proj": "attention.wq", "self_attn.k_proj": "attention.wk", "self_attn.v_proj": "attention.wv",
+    "self_attn.o_proj": "attention.wo", "mlp.gate_proj": "feed_forward.w1", "mlp.down_proj": "feed_forward.w2",
+    "mlp.up_proj": "feed_forward.w3", "input_layernorm": "attention_norm", "post_attention_layernorm": "ffn_norm",
+}
+LLAMA_NAMES = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    architectures: tuple[str, ...]  # config.json "architectures" (or "model_type") that select it
+    read_args: Callable[[dict], ModelArgs]  # config.json -> ModelArgs; ValueError for what it cannot run
+    tokenizer_files: tuple[str, ...]  # the first that exists is read
+    names: dict = dataclasses.field(default_factory=lambda: LLAMA_NAMES)  # HF tensor names -> ours
+    layer_names: dict = dataclasses.field(default_factory=lambda: LLAMA_LAYER_NAMES)  # per-layer modules -> ours
+    rotate_half: bool = True  # q/k rows stored permuted for rotate-half RoPE (undone on load)
+
+
+FAMILIES = (
+    # Codestral, Mistral-7B, the embedded model: SentencePiece and Codestral's FIM (tokenizer.py).
+    Family("mistral", ("MistralForCausalLM", "mistral"), ModelArgs.from_hf_config, ("tokenizer.model", "tokenizer.model.v3")),
+)
+MISTRAL = FAMILIES[0]  # Mistral's own folder format (params.json) is always this family
+
+
+def family_of(config: dict) -> Family:
+    """The family of a config.json, by its architectures, else its model_type; ValueError if none."""
+    keys = list(config.get("architectures") or []) + [config.get("model_type")]
+    if keys == [None]:
+        return MISTRAL  # a config.json that names nothing loads as it always has
+    for key in keys:
+        for family in FAMILIES:
+            if key in family.architectures:
+                return family
+    known = ", ".join(f.architectures[0] for f in FAMILIES)
+    raise ValueError(f"architecture {keys[0]!r} is not supported (supported: {known})")
