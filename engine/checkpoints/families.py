@@ -1,8 +1,12 @@
 """Model families: the one table of what differs between the checkpoints the engine loads.
 
 A family says how a Hugging Face `config.json` becomes `ModelArgs`, how its tensor names map onto
-ours and which tokenizer file it reads. Loading (`loading.py`) looks things up here and never names
-a family; adding one is an entry of `FAMILIES` (plus a layer in `model.py` when it really has a new one).
+ours, which tokenizer file it reads and which FIM template it prompts with. Loading
+(`loading.py`), the model and the tokenizers look things up here and never name a family; adding
+one is an entry of `FAMILIES` (plus a layer in `model.py` when it really has a new one).
+
+FIM templates are a table of their own, `FIM_TEMPLATES`: a family may name one, otherwise the first
+whose special tokens the tokenizer holds is used (DeepSeek-Coder and CodeLlama are both Llama).
 """
 
 from __future__ import annotations
@@ -27,11 +31,42 @@ LLAMA_NAMES = {
 
 
 @dataclass(frozen=True)
+class FimTemplate:
+    """A FIM prompt: [start ids] prefix-token prefix suffix-token suffix middle-token (PSM order).
+    The prefix is encoded as the start of a text, the suffix as text that continues other text.
+    `stops`: tokens that end the middle, where the tokenizer has them (besides its EOS)."""
+    name: str
+    prefix: str
+    suffix: str
+    middle: str
+    stops: tuple[str, ...] = ()
+
+
+FIM_TEMPLATES = (
+    FimTemplate("qwen2.5-coder", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
+                ("<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|fim_prefix|>",
+                 "<|fim_suffix|>", "<|fim_middle|>", "<|im_start|>", "<|im_end|>")),
+    FimTemplate("deepseek-coder", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>",
+                ("<｜end▁of▁sentence｜>", "<|EOT|>", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>")),
+    FimTemplate("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", ("▁<EOT>", "</s>")),
+)
+
+
+def fim_template(tokens: set[str], name: str | None = None) -> FimTemplate | None:
+    """The template called `name`, else the first whose three tokens are all in `tokens`; or None."""
+    for t in FIM_TEMPLATES:
+        if t.name == name or name is None and {t.prefix, t.suffix, t.middle} <= tokens:
+            return t
+    return None
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     architectures: tuple[str, ...]  # config.json "architectures" (or "model_type") that select it
     read_args: Callable[[dict], ModelArgs]  # config.json -> ModelArgs; ValueError for what it cannot run
-    tokenizer_files: tuple[str, ...]  # the first that exists is read
+    tokenizer_files: tuple[str, ...]  # the first that exists is read: *.json by `tokenizers`, else SentencePiece
+    fim: str | None = None  # a FIM_TEMPLATES name; None: chosen from the tokenizer's special tokens
     names: dict = dataclasses.field(default_factory=lambda: LLAMA_NAMES)  # HF tensor names -> ours
     layer_names: dict = dataclasses.field(default_factory=lambda: LLAMA_LAYER_NAMES)  # per-layer modules -> ours
     rotate_half: bool = True  # q/k rows stored permuted for rotate-half RoPE (undone on load)

@@ -247,6 +247,21 @@ def load_model(ckpt: Checkpoint, dtype: torch.dtype, device: torch.device | str)
     return model.eval()
 
 
+def open_tokenizer(ckpt: Checkpoint):
+    """The checkpoint's tokenizer: `tokenizer.json` through Hugging Face's `tokenizers` (with the
+    family's FIM template and stops), else SentencePiece (Mistral's, Codestral's FIM)."""
+    from .tokenizer import Tokenizer
+
+    if ckpt.tokenizer_file.suffix != ".json":
+        return Tokenizer(ckpt.tokenizer_file)
+    from .hf_tokenizer import HFTokenizer
+
+    config = _read_json(ckpt.folder / "config.json")
+    eos = config.get("eos_token_id")
+    return HFTokenizer(ckpt.tokenizer_file, ckpt.family.fim, ckpt.args.vocab_size,
+                       eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
+
+
 def save_mistral_checkpoint(model: Transformer, folder: str | Path, tokenizer_file: str | Path | None = None,
                             dtype: torch.dtype = torch.bfloat16) -> Path:
     """Write a model as a Mistral-format folder (params.json + consolidated.safetensors)."""
