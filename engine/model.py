@@ -40,11 +40,27 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
 
 
-def rope_table(head_dim: int, length: int, theta: float, device=None) -> torch.Tensor:
+def rope_table(head_dim: int, length: int, theta: float, device=None, scaling: dict | None = None) -> torch.Tensor:
     """The rotation of each pair at positions 0..length-1 as unit complex numbers: [length, head_dim // 2]."""
     freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    if scaling is not None:
+        freqs = scaled_frequencies(freqs, scaling)
     angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * freqs[None, :]  # [T, D/2]
     return torch.polar(torch.ones_like(angles), angles)
+
+
+def scaled_frequencies(freqs: torch.Tensor, scaling: dict) -> torch.Tensor:
+    """RoPE scaling for contexts longer than pre-training's ([D/2] -> [D/2]). "linear": every frequency
+    divided by `factor` (positions interpolated). "llama3" (Llama 3.1): wavelengths above
+    original / low_freq_factor divided by `factor`, below original / high_freq_factor kept, and
+    between them a blend whose weight rises linearly in original / wavelength."""
+    factor = scaling["factor"]
+    if scaling["type"] == "linear":
+        return freqs / factor
+    original, low, high = scaling["original_max_position_embeddings"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    wavelength = 2 * torch.pi / freqs
+    smooth = ((original / wavelength - low) / (high - low)).clamp(0, 1)  # 0: long wavelengths, 1: short
+    return (1 - smooth) * freqs / factor + smooth * freqs
 
 
 def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
@@ -146,7 +162,7 @@ class Transformer(nn.Module):
         end = start + length
         if self._rope.shape[0] < end or self._rope.device != torch.device(device):
             size = max(end, 2 * self._rope.shape[0], 4096)
-            self._rope = rope_table(self.args.head_dim, size, self.args.rope_theta, device)
+            self._rope = rope_table(self.args.head_dim, size, self.args.rope_theta, device, self.args.rope_scaling)
         return self._rope[start:end]
 
     def hidden(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None) -> torch.Tensor:

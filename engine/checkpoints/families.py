@@ -60,6 +60,41 @@ def fim_template(tokens: set[str], name: str | None = None) -> FimTemplate | Non
     return None
 
 
+# -- config.json -> ModelArgs ----------------------------------------------------------------------
+
+def rope_scaling(config: dict) -> dict | None:
+    """`rope_scaling` (transformers 4) or `rope_parameters` (5) as {"type", "factor", ...}; None for plain RoPE."""
+    rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind in ("default", None):
+        return None
+    if kind == "linear":
+        return {"type": "linear", "factor": float(rope["factor"])}
+    if kind == "llama3":
+        keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+        return {"type": "llama3", **{k: float(rope[k]) for k in keys}}
+    raise ValueError(f"rope scaling {kind!r} is not supported (linear and llama3 are)")
+
+
+def _llama_args(config: dict, **fields) -> ModelArgs:
+    if config.get("hidden_act", "silu") != "silu":
+        raise ValueError(f"hidden_act {config['hidden_act']!r} is not supported (silu is)")
+    if config.get("mlp_bias") or config.get("attention_bias"):
+        raise ValueError("biases in the attention or the MLP are not supported")
+    rope = config.get("rope_parameters") or {}
+    return dataclasses.replace(ModelArgs.from_hf_config(config), sliding_window=None,
+                               rope_theta=config.get("rope_theta", rope.get("rope_theta", 1e4)),
+                               rope_scaling=rope_scaling(config),
+                               tied_embeddings=bool(config.get("tie_word_embeddings", False)), **fields)
+
+
+def llama_args(config: dict) -> ModelArgs:
+    """LlamaForCausalLM (CodeLlama, DeepSeek-Coder): Mistral's layers, no sliding window, RoPE scaling."""
+    return _llama_args(config)
+
+
+# -- the table ---------------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -75,6 +110,7 @@ class Family:
 FAMILIES = (
     # Codestral, Mistral-7B, the embedded model: SentencePiece and Codestral's FIM (tokenizer.py).
     Family("mistral", ("MistralForCausalLM", "mistral"), ModelArgs.from_hf_config, ("tokenizer.model", "tokenizer.model.v3")),
+    Family("llama", ("LlamaForCausalLM", "llama"), llama_args, ("tokenizer.json",)),
 )
 MISTRAL = FAMILIES[0]  # Mistral's own folder format (params.json) is always this family
 

@@ -237,7 +237,7 @@ def load_model(ckpt: Checkpoint, dtype: torch.dtype, device: torch.device | str)
             raise CheckpointError(f"{ckpt.folder}: tensor {name!r} has shape {tuple(tensor.shape)} but the config "
                                   f"implies {tuple(expected[name])}; the config does not match the weights")
         state[name] = tensor.to(device=device, dtype=dtype)
-    if "output.weight" not in state and "tok_embeddings.weight" in state:
+    if ("output.weight" not in state or ckpt.args.tied_embeddings) and "tok_embeddings.weight" in state:
         state["output.weight"] = state["tok_embeddings.weight"]  # tied embeddings
     missing = sorted(set(expected) - set(state))
     if missing:
