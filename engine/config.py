@@ -19,6 +19,7 @@ class ModelArgs:
     sliding_window: int | None = None  # None: full causal attention
     max_seq_len: int = 32768  # longest sequence the runtime will allocate a cache for
     # Beyond Mistral's architecture (engine/checkpoints/families.py sets them from a config.json):
+    qkv_bias: bool = False  # biases on wq, wk, wv (Qwen2)
     tied_embeddings: bool = False  # the output table is the embedding table
     rope_scaling: dict | None = None  # {"type": "linear" | "llama3", "factor": ..., ...}; None: plain RoPE
 
@@ -85,7 +86,7 @@ class ModelArgs:
         return self.n_layers * (attn + mlp + 2 * self.dim) + tables + self.dim
 
 
-FAMILY_FIELDS = ("tied_embeddings", "rope_scaling")
+FAMILY_FIELDS = ("qkv_bias", "tied_embeddings", "rope_scaling")
 
 
 PRESETS: dict[str, ModelArgs] = {

@@ -79,8 +79,8 @@ def rope_scaling(config: dict) -> dict | None:
 def _llama_args(config: dict, **fields) -> ModelArgs:
     if config.get("hidden_act", "silu") != "silu":
         raise ValueError(f"hidden_act {config['hidden_act']!r} is not supported (silu is)")
-    if config.get("mlp_bias") or config.get("attention_bias"):
-        raise ValueError("biases in the attention or the MLP are not supported")
+    if config.get("mlp_bias") or config.get("attention_bias") and not fields.get("qkv_bias"):
+        raise ValueError("biases on the attention output or the MLP are not supported")
     rope = config.get("rope_parameters") or {}
     return dataclasses.replace(ModelArgs.from_hf_config(config), sliding_window=None,
                                rope_theta=config.get("rope_theta", rope.get("rope_theta", 1e4)),
@@ -91,6 +91,13 @@ def _llama_args(config: dict, **fields) -> ModelArgs:
 def llama_args(config: dict) -> ModelArgs:
     """LlamaForCausalLM (CodeLlama, DeepSeek-Coder): Mistral's layers, no sliding window, RoPE scaling."""
     return _llama_args(config)
+
+
+def qwen2_args(config: dict) -> ModelArgs:
+    """Qwen2ForCausalLM (Qwen2.5-Coder): biases on q, k and v; tied embeddings on the small sizes."""
+    if config.get("use_sliding_window"):
+        raise ValueError("Qwen2's use_sliding_window (on some layers only) is not supported")
+    return _llama_args(config, qkv_bias=True)
 
 
 # -- the table ---------------------------------------------------------------------------------------
@@ -111,6 +118,7 @@ FAMILIES = (
     # Codestral, Mistral-7B, the embedded model: SentencePiece and Codestral's FIM (tokenizer.py).
     Family("mistral", ("MistralForCausalLM", "mistral"), ModelArgs.from_hf_config, ("tokenizer.model", "tokenizer.model.v3")),
     Family("llama", ("LlamaForCausalLM", "llama"), llama_args, ("tokenizer.json",)),
+    Family("qwen2", ("Qwen2ForCausalLM", "qwen2"), qwen2_args, ("tokenizer.json",)),
 )
 MISTRAL = FAMILIES[0]  # Mistral's own folder format (params.json) is always this family
 

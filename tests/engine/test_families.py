@@ -35,6 +35,8 @@ CASES = {
     "llama3-rope": lambda: (tiny(transformers.LlamaConfig, rope_theta=5e5, rope_scaling={
         "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
         "original_max_position_embeddings": 64}), "deepseek"),
+    "qwen2": lambda: (tiny(transformers.Qwen2Config, rope_theta=1e6), "qwen2"),
+    "qwen2-tied": lambda: (tiny(transformers.Qwen2Config, rope_theta=1e6, tie_word_embeddings=True), "qwen2"),
 }
 
 
@@ -112,6 +114,7 @@ def test_families_read_their_configs(pair):
     reference, eng = pair
     c, a = reference.config, eng.args
     assert a.tied_embeddings == bool(c.tie_word_embeddings)
+    assert a.qkv_bias == (c.model_type == "qwen2") == (eng.model.layers[0].attention.wk.bias is not None)
     assert eng.checkpoint.family.name == c.model_type
 
 
@@ -167,12 +170,12 @@ def test_fused_step_runs_rope_scaling_and_tied_tables(tmp_path, monkeypatch, cas
 def test_missing_tensor_is_one_clear_error(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    config, tokenizer = CASES["llama"]()
+    config, tokenizer = CASES["qwen2"]()
     write_hf_model(tmp_path, config, tokenizer)
     state = load_file(str(tmp_path / "model.safetensors"))
-    del state["model.layers.1.self_attn.k_proj.weight"]
+    del state["model.layers.1.self_attn.k_proj.bias"]
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(CheckpointError, match="tensors missing from the weights: layers.1.attention.wk.weight") as err:
+    with pytest.raises(CheckpointError, match="tensors missing from the weights: layers.1.attention.wk.bias") as err:
         Engine.load(tmp_path, device="cpu", dtype="float32")
     assert "\n" not in str(err.value)
 
@@ -195,3 +198,13 @@ def test_the_family_fields_survive_a_mistral_params_file(pair, tmp_path):
     params = json.loads((tmp_path / "params.json").read_text())
     assert params.get("rope_scaling") == eng.args.rope_scaling
     assert ModelArgs.from_mistral_params(params) == eng.args
+
+
+def test_qwen2_sliding_window_is_one_clear_error(tmp_path):
+    config, tokenizer = CASES["qwen2"]()
+    write_hf_model(tmp_path, config, tokenizer)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data.update(use_sliding_window=True, sliding_window=64)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="use_sliding_window"):
+        find_checkpoint(tmp_path)
