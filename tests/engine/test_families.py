@@ -208,3 +208,34 @@ def test_qwen2_sliding_window_is_one_clear_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="use_sliding_window"):
         find_checkpoint(tmp_path)
+
+
+def test_int8_and_fused_step_refuse_biases(tmp_path):
+    from engine import fused
+
+    config, tokenizer = CASES["qwen2"]()
+    write_hf_model(tmp_path, config, tokenizer)
+    eng = Engine.load(tmp_path, device="cpu", dtype="float32")
+    assert "biases on q, k and v" in fused.unsupported(eng.model)
+    with pytest.raises(ValueError, match="int8 does not cover layers with biases"):
+        Engine.load(tmp_path, device="cpu", dtype="float32", quantize="int8")
+
+
+def test_int8_covers_llama_with_rope_scaling_and_tied_tables(tmp_path):
+    config, tokenizer = CASES["llama-linear-tied"]()
+    reference = write_hf_model(tmp_path, config, tokenizer)
+    eng = Engine.load(tmp_path, device="cpu", dtype="float32", quantize="int8")
+    ids = prompt(20)
+    with torch.no_grad():
+        expected = reference(torch.tensor([ids])).logits[0]
+    got = eng.logits(ids)
+    assert (got - expected).abs().max() < 0.05 * expected.abs().max()  # int8 rounding, not a wrong model
+
+
+def test_the_gguf_writer_refuses_other_families(tmp_path):
+    from engine.checkpoints.gguf import GGUFError, convert
+
+    config, tokenizer = CASES["qwen2"]()
+    write_hf_model(tmp_path, config, tokenizer)
+    with pytest.raises(GGUFError, match="Mistral's family"):
+        convert(tmp_path, tmp_path / "out.gguf")
