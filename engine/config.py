@@ -22,6 +22,8 @@ class ModelArgs:
     qkv_bias: bool = False  # biases on wq, wk, wv (Qwen2)
     tied_embeddings: bool = False  # the output table is the embedding table
     rope_scaling: dict | None = None  # {"type": "linear" | "llama3", "factor": ..., ...}; None: plain RoPE
+    n_experts: int = 0  # a sparse mixture of SwiGLU experts in every layer (Mixtral); 0: one dense MLP
+    n_active_experts: int = 2  # experts each token is routed to
 
     def __post_init__(self) -> None:
         if self.n_heads % self.n_kv_heads:
@@ -81,12 +83,12 @@ class ModelArgs:
 
     def n_params(self) -> int:
         attn = self.dim * self.head_dim * (2 * self.n_heads + 2 * self.n_kv_heads)
-        mlp = 3 * self.dim * self.hidden_dim
+        mlp = 3 * self.dim * self.hidden_dim * max(1, self.n_experts) + self.dim * self.n_experts
         tables = (1 if self.tied_embeddings else 2) * self.vocab_size * self.dim
         return self.n_layers * (attn + mlp + 2 * self.dim) + tables + self.dim
 
 
-FAMILY_FIELDS = ("qkv_bias", "tied_embeddings", "rope_scaling")
+FAMILY_FIELDS = ("qkv_bias", "tied_embeddings", "rope_scaling", "n_experts", "n_active_experts")
 
 
 PRESETS: dict[str, ModelArgs] = {

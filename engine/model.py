@@ -128,11 +128,39 @@ class FeedForward(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
+class Router(nn.Linear):
+    """The gate of a mixture of experts: [dim] -> [n_experts] scores. int8 leaves it in float
+    (engine/quantize.py): it is tiny, and a rounded router sends tokens to other experts."""
+
+
+class MixtureOfExperts(nn.Module):
+    """Mixtral's sparse MLP: a router picks each token's top `n_active_experts` of `n_experts` SwiGLU
+    experts and sums their outputs, weighted by the router's softmax renormalised over the chosen
+    (as the reference). Each expert runs only on the rows routed to it."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.k = args.n_active_experts
+        self.gate = Router(args.dim, args.n_experts, bias=False)
+        self.experts = nn.ModuleList(FeedForward(args) for _ in range(args.n_experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])  # [N, dim]
+        weights, chosen = self.gate(flat).float().softmax(-1).topk(self.k, dim=-1)  # [N, k], [N, k]
+        weights = weights / weights.sum(-1, keepdim=True)
+        out = torch.zeros_like(flat)
+        for e in chosen.unique().tolist():
+            rows, rank = (chosen == e).nonzero(as_tuple=True)  # the tokens routed to e, and where e ranks
+            y = self.experts[e](flat[rows]) * weights[rows, rank, None].to(flat.dtype)  # [n_e, dim]
+            out.index_add_(0, rows, y)
+        return out.view(x.shape)
+
+
 class TransformerBlock(nn.Module):
     def __init__(self, args: ModelArgs, layer_id: int):
         super().__init__()
         self.attention = Attention(args, layer_id)
-        self.feed_forward = FeedForward(args)
+        self.feed_forward = MixtureOfExperts(args) if args.n_experts else FeedForward(args)
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
@@ -379,11 +407,11 @@ def fuse_step_products(model: nn.Module) -> nn.Module:
             start += out
         return fused.t()  # [sum(out), in]
 
-    for block in model.modules():
-        if isinstance(block, TransformerBlock):
-            a, f = block.attention, block.feed_forward
-            a.wqkv = fuse([a.wq, a.wk, a.wv])
-            f.w13 = fuse([f.w1, f.w3])
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.wqkv = fuse([module.wq, module.wk, module.wv])
+        elif isinstance(module, FeedForward):  # a layer's MLP, or each of its experts
+            module.w13 = fuse([module.w1, module.w3])
     return model
 
 

@@ -100,6 +100,15 @@ def qwen2_args(config: dict) -> ModelArgs:
     return _llama_args(config, qkv_bias=True)
 
 
+def mixtral_args(config: dict) -> ModelArgs:
+    """MixtralForCausalLM: Mistral's attention, a sparse mixture of SwiGLU experts as the MLP."""
+    return dataclasses.replace(ModelArgs.from_hf_config(config), n_experts=config["num_local_experts"],
+                               n_active_experts=config.get("num_experts_per_tok", 2))
+
+
+MIXTRAL_LAYER_NAMES = {**LLAMA_LAYER_NAMES, "block_sparse_moe": "feed_forward"}  # .gate, .experts.E.w1 ...
+
+
 # -- the table ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -119,6 +128,8 @@ FAMILIES = (
     Family("mistral", ("MistralForCausalLM", "mistral"), ModelArgs.from_hf_config, ("tokenizer.model", "tokenizer.model.v3")),
     Family("llama", ("LlamaForCausalLM", "llama"), llama_args, ("tokenizer.json",)),
     Family("qwen2", ("Qwen2ForCausalLM", "qwen2"), qwen2_args, ("tokenizer.json",)),
+    Family("mixtral", ("MixtralForCausalLM", "mixtral"), mixtral_args, ("tokenizer.model", "tokenizer.json"),
+           layer_names=MIXTRAL_LAYER_NAMES),
 )
 MISTRAL = FAMILIES[0]  # Mistral's own folder format (params.json) is always this family
 

@@ -182,9 +182,10 @@ def hf_to_mistral_name(name: str, family: Family = MISTRAL) -> str | None:
         return family.names[name]
     parts = name.split(".")  # model.layers.N.<module>.<sub>.weight
     if len(parts) >= 5 and parts[:2] == ["model", "layers"]:
-        module = ".".join(parts[3:-1])
-        if module in family.layer_names:
-            return f"layers.{parts[2]}.{family.layer_names[module]}.{parts[-1]}"
+        for end in range(len(parts) - 1, 3, -1):  # the longest module name the family maps: "mlp.up_proj",
+            module = ".".join(parts[3:end])  # or "block_sparse_moe" for "block_sparse_moe.experts.0.w1"
+            if module in family.layer_names:
+                return ".".join(["layers", parts[2], family.layer_names[module], *parts[end:]])
     return None  # e.g. rotary inv_freq buffers: not weights
 
 
