@@ -22,6 +22,9 @@ class ModelArgs:
     qkv_bias: bool = False  # biases on wq, wk, wv (Qwen2)
     tied_embeddings: bool = False  # the output table is the embedding table
     rope_scaling: dict | None = None  # {"type": "linear" | "llama3", "factor": ..., ...}; None: plain RoPE
+    norm: str = "rms"  # "rms": RMSNorm; "layer": LayerNorm with a bias (StarCoder2)
+    mlp: str = "swiglu"  # "swiglu": w2(silu(w1 x) * w3 x); "gelu": w2(gelu_tanh(w1 x)) (StarCoder2)
+    dense_bias: bool = False  # biases on wo and the MLP's matrices (StarCoder2)
     n_experts: int = 0  # a sparse mixture of SwiGLU experts in every layer (Mixtral); 0: one dense MLP
     n_active_experts: int = 2  # experts each token is routed to
 
@@ -88,7 +91,8 @@ class ModelArgs:
         return self.n_layers * (attn + mlp + 2 * self.dim) + tables + self.dim
 
 
-FAMILY_FIELDS = ("qkv_bias", "tied_embeddings", "rope_scaling", "n_experts", "n_active_experts")
+FAMILY_FIELDS = ("qkv_bias", "tied_embeddings", "rope_scaling", "norm", "mlp", "dense_bias", "n_experts",
+                 "n_active_experts")
 
 
 PRESETS: dict[str, ModelArgs] = {

@@ -40,6 +40,21 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
 
 
+class LayerNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - mean) * rsqrt(var + eps) * weight + bias, computed in float32."""
+        return F.layer_norm(x.float(), (x.shape[-1],), self.weight.float(), self.bias.float(), self.eps).type_as(x)
+
+
+NORMS = {"rms": RMSNorm, "layer": LayerNorm}  # ModelArgs.norm
+
+
 def rope_table(head_dim: int, length: int, theta: float, device=None, scaling: dict | None = None) -> torch.Tensor:
     """The rotation of each pair at positions 0..length-1 as unit complex numbers: [length, head_dim // 2]."""
     freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
@@ -91,7 +106,7 @@ class Attention(nn.Module):
         self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=args.qkv_bias)
         self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=args.qkv_bias)
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=args.qkv_bias)
-        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=args.dense_bias)
         self.wqkv: torch.Tensor | None = None  # [(H + 2 H_kv) D, dim]: wq, wk, wv as one (`fuse_step_products`)
 
     def forward(self, x, rotation, mask, cache: KVCache | None, slots: torch.Tensor | None) -> torch.Tensor:
@@ -128,6 +143,21 @@ class FeedForward(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
+class GeluMLP(nn.Module):
+    """StarCoder2's MLP: w2(gelu_tanh(w1 x)), both with biases."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=args.dense_bias)
+        self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=args.dense_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.gelu(self.w1(x), approximate="tanh"))
+
+
+MLPS = {"swiglu": FeedForward, "gelu": GeluMLP}  # ModelArgs.mlp (with n_experts: MixtureOfExperts of them)
+
+
 class Router(nn.Linear):
     """The gate of a mixture of experts: [dim] -> [n_experts] scores. int8 leaves it in float
     (engine/quantize.py): it is tiny, and a rounded router sends tokens to other experts."""
@@ -160,9 +190,9 @@ class TransformerBlock(nn.Module):
     def __init__(self, args: ModelArgs, layer_id: int):
         super().__init__()
         self.attention = Attention(args, layer_id)
-        self.feed_forward = MixtureOfExperts(args) if args.n_experts else FeedForward(args)
-        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
-        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+        self.feed_forward = MixtureOfExperts(args) if args.n_experts else MLPS[args.mlp](args)
+        self.attention_norm = NORMS[args.norm](args.dim, args.norm_eps)
+        self.ffn_norm = NORMS[args.norm](args.dim, args.norm_eps)
 
     def forward(self, x, rotation, mask, cache, slots):
         h = x + self.attention(self.attention_norm(x), rotation, mask, cache, slots)
@@ -178,7 +208,7 @@ class Transformer(nn.Module):
         # PyTorch's Python decompositions, ~70 MB resident for the life of the process.
         self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim, _weight=torch.empty(args.vocab_size, args.dim))
         self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
-        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.norm = NORMS[args.norm](args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         self._rope = torch.empty(0, dtype=torch.complex64)  # rope_table rows, grown on demand
         self.output_row_major: torch.Tensor | None = None  # a row-major copy of output.weight: store_weights_transposed

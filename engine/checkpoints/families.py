@@ -48,6 +48,8 @@ FIM_TEMPLATES = (
                  "<|fim_suffix|>", "<|fim_middle|>", "<|im_start|>", "<|im_end|>")),
     FimTemplate("deepseek-coder", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>",
                 ("<｜end▁of▁sentence｜>", "<|EOT|>", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>")),
+    FimTemplate("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>",
+                ("<|endoftext|>", "<file_sep>", "<fim_pad>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>")),
     FimTemplate("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", ("▁<EOT>", "</s>")),
 )
 
@@ -106,6 +108,19 @@ def mixtral_args(config: dict) -> ModelArgs:
                                n_active_experts=config.get("num_experts_per_tok", 2))
 
 
+def starcoder2_args(config: dict) -> ModelArgs:
+    """Starcoder2ForCausalLM: LayerNorm with biases, a GELU MLP, biases everywhere (use_bias), a sliding window."""
+    if config.get("hidden_act", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
+        raise ValueError(f"hidden_act {config['hidden_act']!r} is not supported (gelu_pytorch_tanh is)")
+    bias = bool(config.get("use_bias", True))
+    return dataclasses.replace(ModelArgs.from_hf_config(config), norm="layer", mlp="gelu", qkv_bias=bias,
+                               dense_bias=bias, norm_eps=config.get("norm_epsilon", 1e-5),
+                               rope_scaling=rope_scaling(config),
+                               tied_embeddings=bool(config.get("tie_word_embeddings", True)))
+
+
+STARCODER2_NAMES = {**LLAMA_NAMES, "model.norm.bias": "norm.bias"}
+STARCODER2_LAYER_NAMES = {**LLAMA_LAYER_NAMES, "mlp.c_fc": "feed_forward.w1", "mlp.c_proj": "feed_forward.w2"}
 MIXTRAL_LAYER_NAMES = {**LLAMA_LAYER_NAMES, "block_sparse_moe": "feed_forward"}  # .gate, .experts.E.w1 ...
 
 
@@ -130,6 +145,8 @@ FAMILIES = (
     Family("qwen2", ("Qwen2ForCausalLM", "qwen2"), qwen2_args, ("tokenizer.json",)),
     Family("mixtral", ("MixtralForCausalLM", "mixtral"), mixtral_args, ("tokenizer.model", "tokenizer.json"),
            layer_names=MIXTRAL_LAYER_NAMES),
+    Family("starcoder2", ("Starcoder2ForCausalLM", "starcoder2"), starcoder2_args, ("tokenizer.json",),
+           names=STARCODER2_NAMES, layer_names=STARCODER2_LAYER_NAMES),
 )
 MISTRAL = FAMILIES[0]  # Mistral's own folder format (params.json) is always this family
 

@@ -22,6 +22,7 @@ SPECIALS = {
               "<|repo_name|>", "<|file_sep|>", "<|im_start|>", "<|im_end|>"],
     "deepseek": ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜fim▁hole｜>", "<｜fim▁begin｜>",
                  "<｜fim▁end｜>", "<|EOT|>"],
+    "starcoder": ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<file_sep>"],
     "codellama": ["<unk>", "<s>", "</s>", "▁<PRE>", "▁<MID>", "▁<SUF>", "▁<EOT>"],
 }
 BOS = {"deepseek": "<｜begin▁of▁sentence｜>", "codellama": "<s>"}

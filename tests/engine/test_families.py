@@ -40,6 +40,9 @@ CASES = {
     "mixtral": lambda: (tiny(transformers.MixtralConfig, num_local_experts=4, num_experts_per_tok=2), "codellama"),
     "mixtral-window": lambda: (tiny(transformers.MixtralConfig, num_local_experts=3, num_experts_per_tok=2,
                                     sliding_window=64), "qwen2"),
+    "starcoder2": lambda: (tiny(transformers.Starcoder2Config, sliding_window=64, bos_token_id=0, eos_token_id=0,
+                                hidden_act="gelu_pytorch_tanh", norm_epsilon=1e-5, use_bias=True,
+                                tie_word_embeddings=True), "starcoder"),
 }
 
 
@@ -117,7 +120,8 @@ def test_families_read_their_configs(pair):
     reference, eng = pair
     c, a = reference.config, eng.args
     assert a.tied_embeddings == bool(c.tie_word_embeddings)
-    assert a.qkv_bias == (c.model_type == "qwen2") == (eng.model.layers[0].attention.wk.bias is not None)
+    assert a.qkv_bias == (c.model_type in ("qwen2", "starcoder2")) == (eng.model.layers[0].attention.wk.bias is not None)
+    assert (a.norm, a.mlp, a.dense_bias) == (("layer", "gelu", True) if c.model_type == "starcoder2" else ("rms", "swiglu", False))
     assert (a.n_experts, a.n_active_experts) == ((c.num_local_experts, c.num_experts_per_tok)
                                                  if c.model_type == "mixtral" else (0, 2))
     assert eng.checkpoint.family.name == c.model_type
@@ -268,3 +272,14 @@ def test_mixtral_runs_each_expert_on_its_routed_tokens_only(tmp_path):
         expected = reference(torch.tensor([ids])).logits[0]
     # int8 rounding (a rounded attention may still send a token to another expert): close on average
     assert (quantized.logits(ids) - expected).abs().mean() < 0.02 * expected.abs().max()
+
+
+def test_fused_step_and_int8_refuse_starcoder2(tmp_path):
+    from engine import fused
+
+    config, tokenizer = CASES["starcoder2"]()
+    write_hf_model(tmp_path, config, tokenizer)
+    eng = Engine.load(tmp_path, device="cpu", dtype="float32")
+    assert "LayerNorm, GELU MLPs and biases" in fused.unsupported(eng.model)
+    with pytest.raises(ValueError, match="int8 does not cover layers with biases"):
+        Engine.load(tmp_path, device="cpu", dtype="float32", quantize="int8")

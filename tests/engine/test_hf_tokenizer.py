@@ -59,7 +59,8 @@ def test_decode_gives_back_the_text(pair):
 
 
 def test_fim_prompt_is_the_published_template(pair):
-    """Qwen2.5-Coder: <|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>; DeepSeek-Coder: BOS <｜fim▁begin｜>P
+    """Qwen2.5-Coder: <|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>; StarCoder2: <fim_prefix>P<fim_suffix>S
+    <fim_middle>; DeepSeek-Coder: BOS <｜fim▁begin｜>P
     <｜fim▁hole｜>S<｜fim▁end｜>; CodeLlama: BOS ▁<PRE> P (with SentencePiece's dummy space) ▁<SUF>S ▁<MID>."""
     kind, tok, reference = pair
     prefix, suffix = "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"
@@ -67,6 +68,8 @@ def test_fim_prompt_is_the_published_template(pair):
     plain = lambda text: reference.encode(text, add_special_tokens=False)
     if kind == "qwen2":
         expected = [v["<|fim_prefix|>"], *plain(prefix), v["<|fim_suffix|>"], *plain(suffix), v["<|fim_middle|>"]]
+    elif kind == "starcoder":
+        expected = [v["<fim_prefix>"], *plain(prefix), v["<fim_suffix>"], *plain(suffix), v["<fim_middle>"]]
     elif kind == "deepseek":
         expected = [v["<｜begin▁of▁sentence｜>"], v["<｜fim▁begin｜>"], *plain(prefix), v["<｜fim▁hole｜>"],
                     *plain(suffix), v["<｜fim▁end｜>"]]
@@ -81,7 +84,7 @@ def test_end_of_middle_tokens_stop(pair):
     kind, tok, reference = pair
     v = reference.get_vocab()
     stops = {"qwen2": ["<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>"],
-             "deepseek": ["<｜end▁of▁sentence｜>", "<|EOT|>"], "codellama": ["▁<EOT>", "</s>"]}[kind]
+             "deepseek": ["<｜end▁of▁sentence｜>", "<|EOT|>"], "starcoder": ["<|endoftext|>", "<file_sep>"], "codellama": ["▁<EOT>", "</s>"]}[kind]
     assert {v[s] for s in stops} <= tok.stop_ids
     assert not tok.stop_ids & set(tok.encode("\n".join(LINES)))
 
