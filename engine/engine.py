@@ -268,6 +268,8 @@ class Engine:
         return {
             "model": str(self.checkpoint.folder) if self.checkpoint else None,
             "format": self.checkpoint.format if self.checkpoint else None,
+            "family": self.checkpoint.family.name if self.checkpoint else None,
+            "fim_template": self.tokenizer.fim_name,
             "parameters": params,
             "dim": a.dim, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_kv_heads": a.n_kv_heads,
             "head_dim": a.head_dim, "hidden_dim": a.hidden_dim, "vocab_size": a.vocab_size,

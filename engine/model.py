@@ -1,4 +1,7 @@
-"""The Mistral architecture: RMSNorm (fp32), interleaved RoPE, grouped-query attention, SwiGLU.
+"""The Mistral architecture: RMSNorm (fp32), interleaved RoPE, grouped-query attention, SwiGLU;
+and the few layers its relatives swap in, chosen from `ModelArgs` when the model is built
+(engine/checkpoints/families.py): q/k/v and dense biases, RoPE scaling, LayerNorm, a GELU MLP, a
+sparse mixture of experts.
 
 Parameter names follow Mistral's own checkpoints (`tok_embeddings`, `layers.N.attention.wq`, ...),
 so a `consolidated.safetensors` loads without renaming. Rotary embeddings rotate interleaved pairs

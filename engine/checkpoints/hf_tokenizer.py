@@ -89,6 +89,10 @@ class HFTokenizer:
     def supports_fim(self) -> bool:
         return self.template is not None
 
+    @property
+    def fim_name(self) -> str | None:
+        return self.template.name if self.template else None
+
     supports_instruct = False  # chat templates of these families are not implemented
 
     def encode(self, text: str, bos: bool = False) -> list[int]:

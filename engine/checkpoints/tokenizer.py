@@ -72,6 +72,10 @@ class Tokenizer:
         return self.prefix_id is not None and self.suffix_id is not None
 
     @property
+    def fim_name(self) -> str | None:
+        return "codestral" if self.supports_fim else None
+
+    @property
     def supports_instruct(self) -> bool:
         return self.inst_id is not None
 

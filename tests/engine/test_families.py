@@ -124,7 +124,8 @@ def test_families_read_their_configs(pair):
     assert (a.norm, a.mlp, a.dense_bias) == (("layer", "gelu", True) if c.model_type == "starcoder2" else ("rms", "swiglu", False))
     assert (a.n_experts, a.n_active_experts) == ((c.num_local_experts, c.num_experts_per_tok)
                                                  if c.model_type == "mixtral" else (0, 2))
-    assert eng.checkpoint.family.name == c.model_type
+    assert eng.checkpoint.family.name == eng.info()["family"] == c.model_type
+    assert eng.info()["fim_template"] == eng.tokenizer.template.name
 
 
 def test_mistral_is_an_entry_and_a_config_naming_nothing_stays_mistral():
