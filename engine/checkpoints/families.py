@@ -78,14 +78,16 @@ def rope_scaling(config: dict) -> dict | None:
     raise ValueError(f"rope scaling {kind!r} is not supported (linear and llama3 are)")
 
 
-def _llama_args(config: dict, **fields) -> ModelArgs:
+def _silu(config: dict) -> dict:
     if config.get("hidden_act", "silu") != "silu":
         raise ValueError(f"hidden_act {config['hidden_act']!r} is not supported (silu is)")
+    return config
+
+
+def _llama_args(config: dict, **fields) -> ModelArgs:
     if config.get("mlp_bias") or config.get("attention_bias") and not fields.get("qkv_bias"):
         raise ValueError("biases on the attention output or the MLP are not supported")
-    rope = config.get("rope_parameters") or {}
-    return dataclasses.replace(ModelArgs.from_hf_config(config), sliding_window=None,
-                               rope_theta=config.get("rope_theta", rope.get("rope_theta", 1e4)),
+    return dataclasses.replace(ModelArgs.from_hf_config(_silu(config)), sliding_window=None,
                                rope_scaling=rope_scaling(config),
                                tied_embeddings=bool(config.get("tie_word_embeddings", False)), **fields)
 
@@ -104,7 +106,8 @@ def qwen2_args(config: dict) -> ModelArgs:
 
 def mixtral_args(config: dict) -> ModelArgs:
     """MixtralForCausalLM: Mistral's attention, a sparse mixture of SwiGLU experts as the MLP."""
-    return dataclasses.replace(ModelArgs.from_hf_config(config), n_experts=config["num_local_experts"],
+    return dataclasses.replace(ModelArgs.from_hf_config(_silu(config)), rope_scaling=rope_scaling(config),
+                               n_experts=config["num_local_experts"],
                                n_active_experts=config.get("num_experts_per_tok", 2))
 
 

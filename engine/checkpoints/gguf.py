@@ -79,8 +79,9 @@ def tensor_order(name: str) -> tuple[int, str]:
 
 
 def check_representable(args: ModelArgs) -> None:
-    if args.qkv_bias or args.rope_scaling is not None:  # and a tokenizer.json is no SentencePiece model
-        raise GGUFError("this writer covers Mistral's family only (no q/k/v biases, no rope scaling); "
+    if (args.qkv_bias, args.dense_bias, args.rope_scaling, args.norm, args.mlp, args.n_experts) != \
+            (False, False, None, "rms", "swiglu", 0):  # and a tokenizer.json is no SentencePiece model
+        raise GGUFError("this writer covers Mistral's family only (no biases, rope scaling, LayerNorm, GELU or experts); "
                         "llama.cpp's own convert_hf_to_gguf.py converts the other families")
     if args.sliding_window is not None and args.sliding_window < args.max_seq_len:
         raise GGUFError(f"sliding window {args.sliding_window} < context {args.max_seq_len}: llama.cpp's llama "

@@ -284,3 +284,17 @@ def test_fused_step_and_int8_refuse_starcoder2(tmp_path):
     assert "LayerNorm, GELU MLPs and biases" in fused.unsupported(eng.model)
     with pytest.raises(ValueError, match="int8 does not cover layers with biases"):
         Engine.load(tmp_path, device="cpu", dtype="float32", quantize="int8")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hidden_act": "gelu"}, "hidden_act 'gelu' is not supported"),
+    ({"mlp_bias": True}, "biases on the attention output or the MLP are not supported"),
+])
+def test_what_a_family_cannot_run_is_one_clear_error(tmp_path, change, message):
+    config, tokenizer = CASES["llama"]()
+    write_hf_model(tmp_path, config, tokenizer)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data.update(change)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=message):
+        find_checkpoint(tmp_path)
