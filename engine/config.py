@@ -18,6 +18,15 @@ class ModelArgs:
     rope_theta: float = 1e6
     sliding_window: int | None = None  # None: full causal attention
     max_seq_len: int = 32768  # longest sequence the runtime will allocate a cache for
+    # Beyond Mistral's architecture (engine/checkpoints/families.py sets them from a config.json):
+    qkv_bias: bool = False  # biases on wq, wk, wv (Qwen2)
+    tied_embeddings: bool = False  # the output table is the embedding table
+    rope_scaling: dict | None = None  # {"type": "linear" | "llama3", "factor": ..., ...}; None: plain RoPE
+    norm: str = "rms"  # "rms": RMSNorm; "layer": LayerNorm with a bias (StarCoder2)
+    mlp: str = "swiglu"  # "swiglu": w2(silu(w1 x) * w3 x); "gelu": w2(gelu_tanh(w1 x)) (StarCoder2)
+    dense_bias: bool = False  # biases on wo and the MLP's matrices (StarCoder2)
+    n_experts: int = 0  # a sparse mixture of SwiGLU experts in every layer (Mixtral); 0: one dense MLP
+    n_active_experts: int = 2  # experts each token is routed to
 
     def __post_init__(self) -> None:
         if self.n_heads % self.n_kv_heads:
@@ -41,6 +50,7 @@ class ModelArgs:
             rope_theta=params.get("rope_theta", 1e4),
             sliding_window=window if window else None,
             max_seq_len=params.get("max_seq_len", 32768),
+            **{name: params[name] for name in FAMILY_FIELDS if name in params},  # written by to_mistral_params
         )
 
     @classmethod
@@ -64,6 +74,9 @@ class ModelArgs:
 
     def to_mistral_params(self) -> dict:
         params = asdict(self)
+        for name in FAMILY_FIELDS:  # Mistral's params.json has no such keys: written only where set
+            if params[name] == getattr(ModelArgs, name):
+                del params[name]
         params["norm_eps"] = float(self.norm_eps)
         return params
 
@@ -73,8 +86,13 @@ class ModelArgs:
 
     def n_params(self) -> int:
         attn = self.dim * self.head_dim * (2 * self.n_heads + 2 * self.n_kv_heads)
-        mlp = 3 * self.dim * self.hidden_dim
-        return self.n_layers * (attn + mlp + 2 * self.dim) + 2 * self.vocab_size * self.dim + self.dim
+        mlp = 3 * self.dim * self.hidden_dim * max(1, self.n_experts) + self.dim * self.n_experts
+        tables = (1 if self.tied_embeddings else 2) * self.vocab_size * self.dim
+        return self.n_layers * (attn + mlp + 2 * self.dim) + tables + self.dim
+
+
+FAMILY_FIELDS = ("qkv_bias", "tied_embeddings", "rope_scaling", "norm", "mlp", "dense_bias", "n_experts",
+                 "n_active_experts")
 
 
 PRESETS: dict[str, ModelArgs] = {

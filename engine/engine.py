@@ -20,7 +20,7 @@ from typing import Iterator
 
 import torch
 
-from .checkpoints.loading import Checkpoint, embedded_draft_dir, find_checkpoint, is_instruct, load_model
+from .checkpoints.loading import Checkpoint, embedded_draft_dir, find_checkpoint, is_instruct, load_model, open_tokenizer
 from .checkpoints.tokenizer import Tokenizer
 from .generate import Generation, Request, StopFn, decode, prefill
 from .kv_cache import CachePool, KVCache
@@ -92,7 +92,7 @@ class Engine:
         ckpt = find_checkpoint(path)
         dev = pick_device(device)
         torch_dtype = pick_dtype(dtype, dev, ckpt.args.n_params())
-        tokenizer = Tokenizer(ckpt.tokenizer_file)
+        tokenizer = open_tokenizer(ckpt)
         model = load_model(ckpt, torch_dtype, dev)
         if quantize == "int8":
             from .quantize import quantize_int8
@@ -185,9 +185,10 @@ class Engine:
             if len(tokens) <= room:
                 return tokens
         # Lines too long or too few to drop by blocks: keep the end of the prefix's tokens.
-        head = tok.encode_fim("", suffix)  # [BOS, SUFFIX, *suffix, PREFIX]
+        suffix_ids = tok.encode_infill(suffix) if suffix else []
+        head = len(tok.fim_ids([], suffix_ids))  # the template's tokens and the suffix
         prefix_ids = tok.encode("".join(prefix_lines[-32:]) if len(prefix_lines) > 32 else prefix)
-        return head + prefix_ids[len(prefix_ids) - (room - len(head)):]
+        return tok.fim_ids(prefix_ids[len(prefix_ids) - (room - head):], suffix_ids)
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -267,6 +268,8 @@ class Engine:
         return {
             "model": str(self.checkpoint.folder) if self.checkpoint else None,
             "format": self.checkpoint.format if self.checkpoint else None,
+            "family": self.checkpoint.family.name if self.checkpoint else None,
+            "fim_template": self.tokenizer.fim_name,
             "parameters": params,
             "dim": a.dim, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_kv_heads": a.n_kv_heads,
             "head_dim": a.head_dim, "hidden_dim": a.hidden_dim, "vocab_size": a.vocab_size,

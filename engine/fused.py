@@ -154,6 +154,12 @@ def unsupported(model: nn.Module) -> str | None:
         return "the fused step runs float32 models on the CPU"
     if a.n_params() > MAX_PARAMS:  # it keeps a bfloat16 copy of the matrices beside the float32 ones
         return f"models above {MAX_PARAMS / 1e9:.0f}B parameters load in bfloat16 on the CPU; the fused step is for small ones"
+    if (a.norm, a.mlp, a.dense_bias) != ("rms", "swiglu", False):
+        return "LayerNorm, GELU MLPs and biases (StarCoder2) are not in the fused step; the PyTorch step runs them"
+    if a.n_experts:
+        return "a mixture of experts (Mixtral) is not in the fused step; the PyTorch step runs it"
+    if a.qkv_bias:  # rope scaling and tied tables need nothing of it: rotations and tables come from Python
+        return "biases on q, k and v (Qwen2) are not in the fused step; the PyTorch step runs them"
     outputs = (a.dim, 2 * a.hidden_dim, (a.n_heads + 2 * a.n_kv_heads) * a.head_dim, a.vocab_size)
     if a.n_heads % a.n_kv_heads or a.head_dim % 2 or any(n % 64 for n in outputs):
         return "the fused step packs matrices in tiles of 64 rows: dim, 2 hidden_dim, the QKV width and " \

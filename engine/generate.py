@@ -78,6 +78,7 @@ class Generation:
         cannot be taken back. A character cut off by max_tokens or EOS is dropped, never shown as U+FFFD.
         """
         req, decoder = self.request, self.tokenizer.stream_decoder()
+        stop_ids = self.tokenizer.stop_ids  # EOS, and a FIM template's end-of-middle tokens
         rule = StopRule(req.stop, req.stop_fn)
         emitted, raw = 0, ""
         reason = "abandoned"  # until the loop ends by itself: a consumer that stops iterating
@@ -85,7 +86,7 @@ class Generation:
             for step in self.steps:
                 cut = None
                 for token in step:
-                    if token == self.tokenizer.eos_id:
+                    if token in stop_ids:
                         reason = "eos"
                         break
                     self.tokens.append(token)

@@ -1,4 +1,7 @@
-"""The Mistral architecture: RMSNorm (fp32), interleaved RoPE, grouped-query attention, SwiGLU.
+"""The Mistral architecture: RMSNorm (fp32), interleaved RoPE, grouped-query attention, SwiGLU;
+and the few layers its relatives swap in, chosen from `ModelArgs` when the model is built
+(engine/checkpoints/families.py): q/k/v and dense biases, RoPE scaling, LayerNorm, a GELU MLP, a
+sparse mixture of experts.
 
 Parameter names follow Mistral's own checkpoints (`tok_embeddings`, `layers.N.attention.wq`, ...),
 so a `consolidated.safetensors` loads without renaming. Rotary embeddings rotate interleaved pairs
@@ -40,11 +43,42 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
 
 
-def rope_table(head_dim: int, length: int, theta: float, device=None) -> torch.Tensor:
+class LayerNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - mean) * rsqrt(var + eps) * weight + bias, computed in float32."""
+        return F.layer_norm(x.float(), (x.shape[-1],), self.weight.float(), self.bias.float(), self.eps).type_as(x)
+
+
+NORMS = {"rms": RMSNorm, "layer": LayerNorm}  # ModelArgs.norm
+
+
+def rope_table(head_dim: int, length: int, theta: float, device=None, scaling: dict | None = None) -> torch.Tensor:
     """The rotation of each pair at positions 0..length-1 as unit complex numbers: [length, head_dim // 2]."""
     freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    if scaling is not None:
+        freqs = scaled_frequencies(freqs, scaling)
     angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * freqs[None, :]  # [T, D/2]
     return torch.polar(torch.ones_like(angles), angles)
+
+
+def scaled_frequencies(freqs: torch.Tensor, scaling: dict) -> torch.Tensor:
+    """RoPE scaling for contexts longer than pre-training's ([D/2] -> [D/2]). "linear": every frequency
+    divided by `factor` (positions interpolated). "llama3" (Llama 3.1): wavelengths above
+    original / low_freq_factor divided by `factor`, below original / high_freq_factor kept, and
+    between them a blend whose weight rises linearly in original / wavelength."""
+    factor = scaling["factor"]
+    if scaling["type"] == "linear":
+        return freqs / factor
+    original, low, high = scaling["original_max_position_embeddings"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    wavelength = 2 * torch.pi / freqs
+    smooth = ((original / wavelength - low) / (high - low)).clamp(0, 1)  # 0: long wavelengths, 1: short
+    return (1 - smooth) * freqs / factor + smooth * freqs
 
 
 def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
@@ -72,10 +106,10 @@ class Attention(nn.Module):
         super().__init__()
         self.args, self.layer_id = args, layer_id
         self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
-        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False)
-        self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
-        self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
-        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=args.qkv_bias)
+        self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=args.qkv_bias)
+        self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=args.qkv_bias)
+        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=args.dense_bias)
         self.wqkv: torch.Tensor | None = None  # [(H + 2 H_kv) D, dim]: wq, wk, wv as one (`fuse_step_products`)
 
     def forward(self, x, rotation, mask, cache: KVCache | None, slots: torch.Tensor | None) -> torch.Tensor:
@@ -112,13 +146,56 @@ class FeedForward(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
+class GeluMLP(nn.Module):
+    """StarCoder2's MLP: w2(gelu_tanh(w1 x)), both with biases."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=args.dense_bias)
+        self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=args.dense_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.gelu(self.w1(x), approximate="tanh"))
+
+
+MLPS = {"swiglu": FeedForward, "gelu": GeluMLP}  # ModelArgs.mlp (with n_experts: MixtureOfExperts of them)
+
+
+class Router(nn.Linear):
+    """The gate of a mixture of experts: [dim] -> [n_experts] scores. int8 leaves it in float
+    (engine/quantize.py): it is tiny, and a rounded router sends tokens to other experts."""
+
+
+class MixtureOfExperts(nn.Module):
+    """Mixtral's sparse MLP: a router picks each token's top `n_active_experts` of `n_experts` SwiGLU
+    experts and sums their outputs, weighted by the router's softmax renormalised over the chosen
+    (as the reference). Each expert runs only on the rows routed to it."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.k = args.n_active_experts
+        self.gate = Router(args.dim, args.n_experts, bias=False)
+        self.experts = nn.ModuleList(FeedForward(args) for _ in range(args.n_experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])  # [N, dim]
+        weights, chosen = self.gate(flat).float().softmax(-1).topk(self.k, dim=-1)  # [N, k], [N, k]
+        weights = weights / weights.sum(-1, keepdim=True)
+        out = torch.zeros_like(flat)
+        for e in chosen.unique().tolist():
+            rows, rank = (chosen == e).nonzero(as_tuple=True)  # the tokens routed to e, and where e ranks
+            y = self.experts[e](flat[rows]) * weights[rows, rank, None].to(flat.dtype)  # [n_e, dim]
+            out.index_add_(0, rows, y)
+        return out.view(x.shape)
+
+
 class TransformerBlock(nn.Module):
     def __init__(self, args: ModelArgs, layer_id: int):
         super().__init__()
         self.attention = Attention(args, layer_id)
-        self.feed_forward = FeedForward(args)
-        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
-        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+        self.feed_forward = MixtureOfExperts(args) if args.n_experts else MLPS[args.mlp](args)
+        self.attention_norm = NORMS[args.norm](args.dim, args.norm_eps)
+        self.ffn_norm = NORMS[args.norm](args.dim, args.norm_eps)
 
     def forward(self, x, rotation, mask, cache, slots):
         h = x + self.attention(self.attention_norm(x), rotation, mask, cache, slots)
@@ -134,7 +211,7 @@ class Transformer(nn.Module):
         # PyTorch's Python decompositions, ~70 MB resident for the life of the process.
         self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim, _weight=torch.empty(args.vocab_size, args.dim))
         self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
-        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.norm = NORMS[args.norm](args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         self._rope = torch.empty(0, dtype=torch.complex64)  # rope_table rows, grown on demand
         self.output_row_major: torch.Tensor | None = None  # a row-major copy of output.weight: store_weights_transposed
@@ -146,7 +223,7 @@ class Transformer(nn.Module):
         end = start + length
         if self._rope.shape[0] < end or self._rope.device != torch.device(device):
             size = max(end, 2 * self._rope.shape[0], 4096)
-            self._rope = rope_table(self.args.head_dim, size, self.args.rope_theta, device)
+            self._rope = rope_table(self.args.head_dim, size, self.args.rope_theta, device, self.args.rope_scaling)
         return self._rope[start:end]
 
     def hidden(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None) -> torch.Tensor:
@@ -363,11 +440,11 @@ def fuse_step_products(model: nn.Module) -> nn.Module:
             start += out
         return fused.t()  # [sum(out), in]
 
-    for block in model.modules():
-        if isinstance(block, TransformerBlock):
-            a, f = block.attention, block.feed_forward
-            a.wqkv = fuse([a.wq, a.wk, a.wv])
-            f.w13 = fuse([f.w1, f.w3])
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.wqkv = fuse([module.wq, module.wk, module.wv])
+        elif isinstance(module, FeedForward):  # a layer's MLP, or each of its experts
+            module.w13 = fuse([module.w1, module.w3])
     return model
 
 

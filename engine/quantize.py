@@ -48,8 +48,15 @@ class Int8Linear(nn.Module):
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """Replace every nn.Linear of the model in place (the embedding table stays as it is)."""
+    """Replace every nn.Linear of the model in place (the embedding table stays as it is).
+    Raises ValueError for a layer with a bias (Qwen2's q, k, v): Int8Linear has none."""
+    from .model import Router
+
     for name, child in list(model.named_children()):
+        if isinstance(child, Router):  # a mixture of experts' gate stays in float: rounding would reroute tokens
+            continue
+        if isinstance(child, nn.Linear) and child.bias is not None:
+            raise ValueError(f"int8 does not cover layers with biases ({name}); load this model without quantize")
         if isinstance(child, nn.Linear):
             setattr(model, name, Int8Linear(child))
         else:

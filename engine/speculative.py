@@ -406,7 +406,7 @@ def check_draft(target, draft) -> None:
 
 
 def _pieces(tokenizer) -> list[str]:
-    return [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+    return tokenizer.pieces()
 
 
 @functools.lru_cache(maxsize=8)

@@ -220,6 +220,7 @@ class _NoEos:
     def __init__(self, tokenizer):
         self._tokenizer = tokenizer
         self.eos_id = -1
+        self.stop_ids = frozenset()
 
     def __getattr__(self, name):
         return getattr(self._tokenizer, name)

@@ -79,6 +79,10 @@ def tensor_order(name: str) -> tuple[int, str]:
 
 
 def check_representable(args: ModelArgs) -> None:
+    if (args.qkv_bias, args.dense_bias, args.rope_scaling, args.norm, args.mlp, args.n_experts) != \
+            (False, False, None, "rms", "swiglu", 0):  # and a tokenizer.json is no SentencePiece model
+        raise GGUFError("this writer covers Mistral's family only (no biases, rope scaling, LayerNorm, GELU or experts); "
+                        "llama.cpp's own convert_hf_to_gguf.py converts the other families")
     if args.sliding_window is not None and args.sliding_window < args.max_seq_len:
         raise GGUFError(f"sliding window {args.sliding_window} < context {args.max_seq_len}: llama.cpp's llama "
                         "architecture has no sliding-window attention, so it would attend further than the model")
@@ -179,6 +183,9 @@ def write_gguf(tensors: Iterable[tuple[str, torch.Tensor]], args: ModelArgs, tok
 def convert(checkpoint_dir: str | Path | None, out_path: str | Path, dtype: str = "f32") -> Path:
     """A checkpoint folder (Mistral's or Hugging Face's format; None: the embedded model) -> GGUF file."""
     ckpt = find_checkpoint(checkpoint_dir)
+    if ckpt.tokenizer_file.suffix == ".json":
+        raise GGUFError(f"{ckpt.folder}: this writer covers Mistral's family (SentencePiece tokenizers) only; "
+                        "llama.cpp's own convert_hf_to_gguf.py converts the other families")
     return write_gguf(read_tensors(ckpt), ckpt.args, ckpt.tokenizer_file, out_path, dtype, ckpt.folder.name)
 
 

@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..config import ModelArgs
 from ..model import Transformer
+from .families import LLAMA_LAYER_NAMES, LLAMA_NAMES, MISTRAL, Family, family_of
 
 MODELS_DIR = Path(__file__).parent.parent / "models"  # engine/models
 EMBEDDED_MODEL = "codestral-mini"
@@ -38,6 +39,7 @@ class Checkpoint:
     args: ModelArgs
     weight_files: list[Path]
     tokenizer_file: Path
+    family: Family = MISTRAL
 
 
 def is_instruct(folder: Path | None) -> bool:
@@ -73,15 +75,17 @@ def find_checkpoint(folder: str | Path | None) -> Checkpoint:
     if not folder.is_dir():
         hint = " (the embedded model is not installed with this copy)" if folder == embedded_model_dir() else ""
         raise CheckpointError(f"{folder}: model folder does not exist{hint}")
+    family = MISTRAL  # Mistral's own format; a config.json names its family
     if (folder / "params.json").is_file():
         fmt, args = "mistral", _read_args(folder / "params.json", ModelArgs.from_mistral_params)
         weights = _existing(folder, ["consolidated.safetensors"]) or sorted(folder.glob("consolidated*.safetensors"))
         tokenizer = _existing(folder, ["tokenizer.model.v3", "tokenizer.model", "tokenizer.model.v2",
                                        "tokenizer.model.v1"])
     elif (folder / "config.json").is_file():
-        fmt, args = "hf", _read_args(folder / "config.json", ModelArgs.from_hf_config)
+        family = _read_family(folder / "config.json")
+        fmt, args = "hf", _read_args(folder / "config.json", family.read_args)
         weights = _hf_weight_files(folder)
-        tokenizer = _existing(folder, ["tokenizer.model", "tokenizer.model.v3"])
+        tokenizer = _existing(folder, list(family.tokenizer_files))
     else:
         raise CheckpointError(f"{folder}: neither params.json (Mistral format) nor config.json "
                               "(Hugging Face format) found")
@@ -90,10 +94,12 @@ def find_checkpoint(folder: str | Path | None) -> Checkpoint:
         why = (f"only pickled weights ({', '.join(pickled)}); they are refused because loading them can run "
                "arbitrary code: convert them to safetensors") if pickled else "no .safetensors weights"
         raise CheckpointError(f"{folder}: {why}")
+    if not tokenizer and family is not MISTRAL:
+        raise CheckpointError(f"{folder}: no tokenizer ({' or '.join(family.tokenizer_files)})")
     if not tokenizer:
         tekken = " (tekken.json tokenizers are not supported)" if (folder / "tekken.json").exists() else ""
         raise CheckpointError(f"{folder}: no SentencePiece tokenizer (tokenizer.model.v3 or tokenizer.model){tekken}")
-    return Checkpoint(folder, fmt, args, weights, tokenizer[0])
+    return Checkpoint(folder, fmt, args, weights, tokenizer[0], family)
 
 
 def _read_json(path: Path) -> dict:
@@ -101,6 +107,14 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+def _read_family(path: Path) -> Family:
+    config = _read_json(path)
+    try:
+        return family_of(config if isinstance(config, dict) else {})
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 def _read_args(path: Path, parse) -> ModelArgs:
@@ -160,26 +174,18 @@ def permute_rows(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
 
 
-HF_NAMES = {
-    "model.embed_tokens.weight": "tok_embeddings.weight",
-    "model.norm.weight": "norm.weight",
-    "lm_head.weight": "output.weight",
-}
-HF_LAYER_NAMES = {
-    "self_attn.q_proj": "attention.wq", "self_attn.k_proj": "attention.wk", "self_attn.v_proj": "attention.wv",
-    "self_attn.o_proj": "attention.wo", "mlp.gate_proj": "feed_forward.w1", "mlp.down_proj": "feed_forward.w2",
-    "mlp.up_proj": "feed_forward.w3", "input_layernorm": "attention_norm", "post_attention_layernorm": "ffn_norm",
-}
+HF_NAMES, HF_LAYER_NAMES = LLAMA_NAMES, LLAMA_LAYER_NAMES  # Mistral's (engine/checkpoints/families.py)
 
 
-def hf_to_mistral_name(name: str) -> str | None:
-    if name in HF_NAMES:
-        return HF_NAMES[name]
+def hf_to_mistral_name(name: str, family: Family = MISTRAL) -> str | None:
+    if name in family.names:
+        return family.names[name]
     parts = name.split(".")  # model.layers.N.<module>.<sub>.weight
     if len(parts) >= 5 and parts[:2] == ["model", "layers"]:
-        module = ".".join(parts[3:-1])
-        if module in HF_LAYER_NAMES:
-            return f"layers.{parts[2]}.{HF_LAYER_NAMES[module]}.{parts[-1]}"
+        for end in range(len(parts) - 1, 3, -1):  # the longest module name the family maps: "mlp.up_proj",
+            module = ".".join(parts[3:end])  # or "block_sparse_moe" for "block_sparse_moe.experts.0.w1"
+            if module in family.layer_names:
+                return ".".join(["layers", parts[2], family.layer_names[module], *parts[end:]])
     return None  # e.g. rotary inv_freq buffers: not weights
 
 
@@ -207,13 +213,14 @@ def read_tensors(ckpt: Checkpoint) -> Iterator[tuple[str, torch.Tensor]]:
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 for key in f.keys():
-                    name = key if ckpt.format == "mistral" else hf_to_mistral_name(key)
+                    name = key if ckpt.format == "mistral" else hf_to_mistral_name(key, ckpt.family)
                     if name is None:
                         continue
                     tensor = f.get_tensor(key)
-                    if ckpt.format == "hf" and name.endswith(("attention.wq.weight", "attention.wk.weight")):
+                    if ckpt.format == "hf" and ckpt.family.rotate_half and name.split(".")[-2] in ("wq", "wk"):
                         heads = ckpt.args.n_heads if ".wq." in name else ckpt.args.n_kv_heads
-                        tensor = unpermute_rows(tensor, heads)
+                        rows = tensor.view(tensor.shape[0], -1)  # a weight [rows, dim] or a bias [rows] as [rows, 1]
+                        tensor = unpermute_rows(rows, heads).view(tensor.shape)
                     yield name, tensor
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({exc})") from exc
@@ -231,7 +238,7 @@ def load_model(ckpt: Checkpoint, dtype: torch.dtype, device: torch.device | str)
             raise CheckpointError(f"{ckpt.folder}: tensor {name!r} has shape {tuple(tensor.shape)} but the config "
                                   f"implies {tuple(expected[name])}; the config does not match the weights")
         state[name] = tensor.to(device=device, dtype=dtype)
-    if "output.weight" not in state and "tok_embeddings.weight" in state:
+    if ("output.weight" not in state or ckpt.args.tied_embeddings) and "tok_embeddings.weight" in state:
         state["output.weight"] = state["tok_embeddings.weight"]  # tied embeddings
     missing = sorted(set(expected) - set(state))
     if missing:
@@ -239,6 +246,21 @@ def load_model(ckpt: Checkpoint, dtype: torch.dtype, device: torch.device | str)
         raise CheckpointError(f"{ckpt.folder}: tensors missing from the weights: {shown}")
     model.load_state_dict(state, assign=True)
     return model.eval()
+
+
+def open_tokenizer(ckpt: Checkpoint):
+    """The checkpoint's tokenizer: `tokenizer.json` through Hugging Face's `tokenizers` (with the
+    family's FIM template and stops), else SentencePiece (Mistral's, Codestral's FIM)."""
+    from .tokenizer import Tokenizer
+
+    if ckpt.tokenizer_file.suffix != ".json":
+        return Tokenizer(ckpt.tokenizer_file)
+    from .hf_tokenizer import HFTokenizer
+
+    config = _read_json(ckpt.folder / "config.json")
+    eos = config.get("eos_token_id")
+    return HFTokenizer(ckpt.tokenizer_file, ckpt.family.fim, ckpt.args.vocab_size,
+                       eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
 
 
 def save_mistral_checkpoint(model: Transformer, folder: str | Path, tokenizer_file: str | Path | None = None,

@@ -46,6 +46,7 @@ class Tokenizer:
         self.path = path
         self.vocab_size = self.sp.vocab_size()
         self.bos_id, self.eos_id = self.sp.bos_id(), self.sp.eos_id()
+        self.stop_ids = frozenset({self.eos_id})  # the tokens that end a generation
         self.prefix_id = self._control("[PREFIX]")
         self.suffix_id = self._control("[SUFFIX]")
         self.middle_id = self._control("[MIDDLE]")
@@ -69,6 +70,10 @@ class Tokenizer:
     @property
     def supports_fim(self) -> bool:
         return self.prefix_id is not None and self.suffix_id is not None
+
+    @property
+    def fim_name(self) -> str | None:
+        return "codestral" if self.supports_fim else None
 
     @property
     def supports_instruct(self) -> bool:
@@ -137,8 +142,11 @@ class Tokenizer:
         if not self.supports_fim:
             raise TokenizerError(f"{self.path.name}: this tokenizer has no [PREFIX]/[SUFFIX] tokens, "
                                  "so it cannot fill in the middle; use a v3 tokenizer (Codestral, Mistral v0.3)")
-        suffix_ids = self.encode_infill(suffix) if suffix else []
-        return [self.bos_id, self.suffix_id, *suffix_ids, self.prefix_id, *self.encode(prefix)]
+        return self.fim_ids(self.encode(prefix), self.encode_infill(suffix) if suffix else [])
+
+    def fim_ids(self, prefix_ids: list[int], suffix_ids: list[int]) -> list[int]:
+        """The FIM prompt of encoded prefix and suffix."""
+        return [self.bos_id, self.suffix_id, *suffix_ids, self.prefix_id, *prefix_ids]
 
     def encode_chat(self, turns: list[tuple[str, str]]) -> list[int]:
         """Mistral's v3 instruct template for (role, content) turns, token for token as mistral-common:
@@ -168,6 +176,9 @@ class Tokenizer:
 
     def token_bytes(self, i: int) -> bytes:
         return self._bytes[i]
+
+    def pieces(self) -> list[str]:
+        return [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
 
     def stream_decoder(self) -> "StreamDecoder":
         return StreamDecoder(self)

@@ -238,10 +238,9 @@ def test_draft_mode_needs_a_matching_draft(make_engine, tokenizer, random_prompt
     class Other:  # a tokenizer that spells one piece differently
         def __init__(self, vocab_size=tokenizer.vocab_size, swap=None):
             self.vocab_size, self.swap, self.path = vocab_size, swap, "other.model"
-            self.sp = self
 
-        def id_to_piece(self, i):
-            return "▁different" if i == self.swap else tokenizer.sp.id_to_piece(i)
+        def pieces(self):
+            return ["▁different" if i == self.swap else p for i, p in enumerate(tokenizer.pieces())]
 
     draft = make_engine(seed=1)
     draft.tokenizer = Other(swap=4321)
