@@ -291,13 +291,13 @@ class Transformer(nn.Module):
 
     def step(self, tokens: list[int], cache: KVCache, last_only: bool = False) -> torch.Tensor:
         """`run(tokens, cache)` (logits [T, V], or [1, V] with last_only) for a caller that keeps
-        `cache.tokens` itself and appends `tokens` afterwards (tools/bench.py, tests)."""
+        `cache.tokens` itself and appends `tokens` afterwards (tests)."""
         logits = self.run(tokens, cache, "last" if last_only else "logits")
         del cache.tokens[-len(tokens):]
         return logits[None] if last_only else logits
 
     def greedy_step(self, tokens: list[int], cache: KVCache) -> list[int]:
-        """`run(tokens, cache, "greedy")` for a caller that appends `tokens` to `cache.tokens` itself."""
+        """`run(tokens, cache, "greedy")` for a caller that appends `tokens` to `cache.tokens` itself (tests)."""
         following = self.run(tokens, cache, "greedy")
         del cache.tokens[-len(tokens):]
         return following

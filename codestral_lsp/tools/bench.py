@@ -187,7 +187,7 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
     prepare_output_tables(model)  # the PyTorch step as it runs without the fused one
     try:
         with torch.inference_mode():
-            model.step(prompt, cache, last_only=True)
+            model.run(prompt, cache, "last")  # the steps below attend to the whole prompt
             base = len(cache.tokens)
             for _ in range(rounds):
                 for kind in ("fused", "pytorch"):
@@ -196,9 +196,9 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
                         tokens = prompt[:t]
                         for _ in range(calls):
                             started = time.perf_counter()
-                            model.greedy_step(tokens, cache)
+                            model.run(tokens, cache, "greedy")
                             times.setdefault(f"{kind}_{t}", []).append((time.perf_counter() - started) * 1000)
-                            cache.truncate(base)
+                            cache.rollback(base)
     finally:
         model.fused = fused
         drop_output_tables(model)
