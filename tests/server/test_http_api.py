@@ -57,12 +57,11 @@ def events(stream: str) -> list:
     return [d if d == "[DONE]" else json.loads(d) for d in data]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = make_checkpoint(tmp_path_factory.mktemp("http") / MODEL)
+def start(folder, api_key: str | None = KEY, **options):
+    """A server on a free loopback port, in a thread; returns (Server, uvicorn server, thread)."""
     engine = Engine.load(folder, device="cpu")
-    uv, api = build_server(engine, "127.0.0.1", 0, api_key=KEY, max_queue=MAX_QUEUE, log_config=None,
-                           access_log=False, log_level="warning")
+    uv, api = build_server(engine, "127.0.0.1", 0, api_key=api_key, log_config=None, access_log=False,
+                           log_level="warning", **options)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -71,10 +70,15 @@ def server(tmp_path_factory):
     while not uv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
-    yield Server(sock.getsockname()[1], api)
+    return Server(sock.getsockname()[1], api), uv, thread
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    served, uv, thread = start(make_checkpoint(tmp_path_factory.mktemp("http") / MODEL), max_queue=MAX_QUEUE)
+    yield served
     uv.should_exit = True
     thread.join(timeout=20)
-    sock.close()
 
 
 FIM = {"model": MODEL, "prompt": "def add(a, b):\n    return ", "suffix": "\n\nprint(add(1, 2))\n", "max_tokens": 8}

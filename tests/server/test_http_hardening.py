@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -12,10 +11,8 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from codestral_lsp.http.api import build_server  # noqa: E402
-from engine import Engine  # noqa: E402
 from engine.testing import make_checkpoint  # noqa: E402
-from tests.server.test_http_api import FIM, KEY, MODEL, Server, server  # noqa: E402,F401  (server: a fixture)
+from tests.server.test_http_api import FIM, KEY, MODEL, Server, server, start  # noqa: E402,F401  (server: a fixture)
 
 
 def test_lone_surrogate_prompt_is_answered(server):  # noqa: F811
@@ -23,22 +20,6 @@ def test_lone_surrogate_prompt_is_answered(server):  # noqa: F811
     assert status == 200, body
     status, body = server.post("/v1/completions", {**FIM, "prompt": "\ud800", "suffix": None})
     assert status == 200, body
-
-
-def start(folder, api_key: str | None = KEY, **options):
-    """A server on a free loopback port, in a thread; returns (Server, uvicorn server, thread)."""
-    engine = Engine.load(folder, device="cpu")
-    uv, api = build_server(engine, "127.0.0.1", 0, api_key=api_key, log_config=None, access_log=False,
-                           log_level="warning", **options)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    return Server(sock.getsockname()[1], api), uv, thread
 
 
 @pytest.fixture(scope="module")
