@@ -117,6 +117,32 @@ def cmd_eval(args) -> None:
     from .pipeline import Completer
     from .tools.evaluate import evaluate, evaluate_lsp, read_records
 
+    if args.make_actions:
+        from .tools.eval_actions import make_tasks
+
+        tasks = make_tasks(args.n)
+        with open(args.make_actions, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(t) + "\n" for t in tasks)
+        progress(f"wrote {len(tasks)} tasks to {args.make_actions}")
+        return
+    if args.timing:
+        from .tools.eval_actions import time_listing
+
+        completer = Completer(load_engine(args))
+        result = time_listing(completer, Path(args.timing).read_text(encoding="utf-8"))
+        print(json.dumps(result) if args.json else "\n".join(f"{k:22} {v}" for k, v in result.items()))
+        return
+    if args.actions:
+        from .tools.eval_actions import evaluate_actions
+
+        completer = Completer(load_engine(args))
+        completer.settings.speculative.mode = "off"
+        result = evaluate_actions(completer, read_records(args.actions)[: args.limit],
+                                  progress=lambda n, total: n % 10 == 0 and progress(f"{n}/{total}"))
+        print(json.dumps(result) if args.json else "\n".join(f"{k:22} {v}" for k, v in result.items()))
+        return
+    if not args.data:
+        sys.exit("codestral-lsp eval: give DATA.jsonl, --actions TASKS.jsonl or --make-actions OUT.jsonl")
     records = read_records(args.data)[: args.limit]
 
     def report(n, total, exact):
@@ -283,7 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_complete)
 
     s = with_model(sub.add_parser("eval", help="score completions on HumanEval-infilling style data"))
-    s.add_argument("data", metavar="DATA.jsonl[.gz]")
+    s.add_argument("data", metavar="DATA.jsonl[.gz]", nargs="?")
+    s.add_argument("--actions", metavar="TASKS.jsonl", help="score the code actions' quick fixes and stub bodies "
+                   "(tasks from --make-actions)")
+    s.add_argument("--make-actions", metavar="OUT.jsonl", help="write code-action tasks (half quick fixes, half "
+                   "stubs) built from the held-out split of the training corpus's Python sources")
+    s.add_argument("--timing", metavar="FILE.py", help="time listing the code actions at 50 random ranges of FILE")
+    s.add_argument("--n", type=int, default=100, help="how many tasks --make-actions writes (default 100)")
     s.add_argument("--limit", type=int)
     s.add_argument("--execute", action="store_true", help="run the tests for pass@1 (runs generated code)")
     s.add_argument("--lsp", action="store_true", help="complete through a real server process over stdio")
