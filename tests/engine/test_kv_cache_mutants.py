@@ -106,3 +106,24 @@ def test_pool_evicts_to_stay_within_the_byte_budget(fits):
         pool.get(name)
     assert list(pool.caches) == list("abcd")[-fits:]
     assert pool.nbytes == fits * per_cache
+
+
+def test_buffers_take_the_requested_dtype_and_device():
+    cache = KVCache(n_layers=1, n_kv_heads=1, head_dim=2, capacity=4, window=None, dtype=torch.float64)
+    assert cache.k.dtype == cache.v.dtype == torch.float64 and cache.slot_pos.dtype == torch.long
+    meta = KVCache(n_layers=1, n_kv_heads=1, head_dim=2, capacity=4, window=None, dtype=torch.float16,
+                   device="meta")
+    assert meta.k.device.type == meta.v.device.type == meta.slot_pos.device.type == "meta"
+    assert meta.k.dtype == meta.v.dtype == torch.float16
+
+
+def test_a_window_as_long_as_the_buffer_is_linear():
+    cache = KVCache(n_layers=1, n_kv_heads=1, head_dim=2, capacity=4, window=4, dtype=torch.float32)
+    assert not cache.is_ring and cache.max_positions == 4 and cache.max_chunk == 4
+
+
+def test_begin_refuses_the_position_equal_to_the_capacity():
+    cache = linear(capacity=4)
+    cache.begin(torch.tensor([3]))
+    with pytest.raises(ValueError, match="position 4 exceeds the cache capacity 4"):
+        cache.begin(torch.tensor([4]))
