@@ -103,8 +103,7 @@ class Engine:
         if dev.type == "cpu":
             store_weights_transposed(model, output_tables=False)  # the float Linear layers that are left
         engine = cls(model, tokenizer, ckpt, **options)
-        engine.use_fused_step(build=False)  # when this machine has built it already (engine/fused.py)
-        return_free_memory()
+        engine.use_fused_step(build=False)  # when this machine has built it already; returns freed heap pages
         return engine
 
     def use_fused_step(self, build: bool = False) -> str:
