@@ -115,7 +115,7 @@ def cmd_info(args) -> None:
 
 def cmd_eval(args) -> None:
     from .pipeline import Completer
-    from .tools.evaluate import evaluate, evaluate_lsp, read_records
+    from .tools.evaluate import evaluate, evaluate_lsp, language_table, read_records
 
     if args.make_actions:
         from .tools.eval_actions import make_tasks
@@ -151,14 +151,21 @@ def cmd_eval(args) -> None:
 
     if args.lsp:  # the same tasks through a real server process, as an editor asks
         settings = {"completion": {"timeoutMs": 600_000}, "model": {"quantize": args.quantize or "none"}}
-        result = evaluate_lsp(records, args.model, execute=args.execute, progress=report, settings=settings)
+        result = evaluate_lsp(records, args.model, execute=args.execute, progress=report, settings=settings,
+                              by_language=args.by_language)
     else:
         completer = Completer(load_engine(args))
         completer.settings.speculative.mode = "off"
         completer.settings.completion.timeout_ms = 600_000  # scores must not depend on the machine's load
-        result = evaluate(completer, records, execute=args.execute, progress=report)
+        result = evaluate(completer, records, execute=args.execute, progress=report, by_language=args.by_language)
     result["quantize"] = args.quantize or "none"  # so int8 and float scores are told apart
-    print(json.dumps(result) if args.json else "\n".join(f"{k:16} {v}" for k, v in result.items()))
+    if args.json:
+        print(json.dumps(result))
+        return
+    languages = result.pop("by_language", None)
+    print("\n".join(f"{k:16} {v}" for k, v in result.items()))
+    if languages is not None:
+        print("\n" + language_table(languages))
 
 
 def cmd_bench(args) -> None:
@@ -319,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int)
     s.add_argument("--execute", action="store_true", help="run the tests for pass@1 (runs generated code)")
     s.add_argument("--lsp", action="store_true", help="complete through a real server process over stdio")
+    s.add_argument("--by-language", action="store_true", help="scores per task language (the records' "
+                   "`language`, default python), single-line and multi-line gaps apart")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 

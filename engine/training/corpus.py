@@ -26,12 +26,16 @@ import xxhash
 class Language:
     extensions: tuple[str, ...]
     mix: float  # share of training examples, before renormalising over the languages present
+    line_comment: str = "//"  # comment markers: held-out tasks never ask for a comment line
+    block_comment: tuple[str, str] | None = ("/*", "*/")
+    block_opener: str = r"[{(\[]$|^\s*(?:case\b.*|default\s*):$"  # a line of code that opens a block body
 
 
 # Names are the server's languageIds (JSX and TSX fold into their base language). Weights follow what
 # the server is used for; Python stays the largest share.
 LANGUAGES: dict[str, Language] = {
-    "python": Language((".py", ".pyi"), 0.40),
+    "python": Language((".py", ".pyi"), 0.40, line_comment="#", block_comment=None,
+                       block_opener=r"[{(\[:]$"),
     "typescript": Language((".ts", ".tsx", ".mts", ".cts"), 0.15),
     "javascript": Language((".js", ".jsx", ".mjs", ".cjs"), 0.12),
     "go": Language((".go",), 0.08),
@@ -41,6 +45,8 @@ LANGUAGES: dict[str, Language] = {
     "c": Language((".c", ".h"), 0.05),
 }
 LANGUAGE_OF_EXTENSION = {ext: name for name, lang in LANGUAGES.items() for ext in lang.extensions}
+# The server's languageId of a file where it is not the corpus language's (held-out tasks carry the file's).
+LSP_ID_OF_EXTENSION = {".tsx": "typescriptreact", ".jsx": "javascriptreact"}
 
 # Permissively licensed pure-Python packages read from site-packages at training time (never committed).
 PACKAGES = ["numpy", "click", "flask", "jinja2", "werkzeug", "attr", "rich", "pygls", "lsprotocol",

@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import signal
 import sys
-import sysconfig
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +50,7 @@ from .corpus import (  # noqa: F401
     gather_sources,
     is_heldout,
 )
+from .heldout import heldout_tasks
 
 IGNORE = -100
 
@@ -130,32 +129,6 @@ def make_batch(corpus: Corpus, pick, tok: Tokenizer, rng: random.Random, batch: 
     data = torch.tensor(rows)
     middle = torch.tensor(flags, dtype=torch.bool)
     return data[:, :-1], data[:, 1:], middle[:, 1:]
-
-
-def heldout_tasks(corpus: Corpus, n: int = 200, seed: int = 7) -> list[dict]:
-    """Single-line infilling tasks from held-out files, in HumanEval-infilling's format.
-
-    Like HumanEval's single-line set, the gap is one whole line (its indentation included, its line
-    break too); the prompt is the file before it and the suffix the file after it. Lines of 10 to 100
-    characters that are not comments are eligible.
-    """
-    rng = random.Random(seed)
-    files = sorted(corpus.heldout)
-    tasks = []
-    while len(tasks) < n and files:
-        path = rng.choice(files)
-        text = corpus.text(path)
-        lines = text.splitlines(keepends=True)
-        eligible = [i for i, line in enumerate(lines) if 10 <= len(line.strip()) <= 100 and line.endswith("\n")
-                    and not line.lstrip().startswith(("#", "//"))]
-        if not eligible:
-            continue
-        i = rng.choice(eligible)
-        start = sum(len(line) for line in lines[:i])
-        tasks.append({"task_id": f"heldout/{len(tasks)}", "prompt": text[:start], "canonical_solution": lines[i],
-                      "suffix": text[start + len(lines[i]):], "source": os.path.relpath(path, sysconfig.get_paths()["stdlib"])
-                      if path.startswith(sysconfig.get_paths()["stdlib"]) else Path(path).name})
-    return tasks
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -362,9 +335,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", help="start from this checkpoint folder instead of random weights")
     p.add_argument("--heldout-loss", nargs="+", metavar="MODEL_DIR", help="print each checkpoint's held-out middle "
                    "loss on the rows a run evaluates (to compare checkpoints on the same rows), then exit")
-    p.add_argument("--heldout-tasks", metavar="FILE.jsonl", help="write single-line tasks from the held-out files "
-                   "(for `codestral-lsp eval`) and exit")
-    p.add_argument("--heldout-n", type=int, default=200)
+    p.add_argument("--heldout-tasks", metavar="FILE.jsonl", help="write infilling tasks from the held-out files of "
+                   "each language in --languages (for `codestral-lsp eval`) and exit")
+    p.add_argument("--heldout-n", type=int, default=200, help="single-line tasks per language (default 200)")
+    p.add_argument("--heldout-multiline", type=int, default=0, help="multi-line tasks (a block's body) per "
+                   "language, after the single-line ones (default 0)")
 
 
 def main(argv: list[str] | None = None) -> None:  # python -m engine.training.train
@@ -391,10 +366,10 @@ def run(a: argparse.Namespace) -> None:
         return
     if a.heldout_tasks:
         corpus = Corpus(corpus_sources(a.languages, a.corpus, Path(a.corpus_cache)))
+        tasks = heldout_tasks(corpus, a.heldout_n, multiline=a.heldout_multiline, languages=a.languages)
         with open(a.heldout_tasks, "w") as f:
-            for task in heldout_tasks(corpus, a.heldout_n):
-                f.write(json.dumps(task) + "\n")
-        log(f"wrote {a.heldout_n} tasks to {a.heldout_tasks}")
+            f.writelines(json.dumps(task) + "\n" for task in tasks)
+        log(f"wrote {len(tasks)} tasks to {a.heldout_tasks}")
         return
     if not a.out:
         raise SystemExit("codestral-lsp train: --out RUN_DIR is required")

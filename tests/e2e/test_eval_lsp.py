@@ -18,6 +18,10 @@ RECORDS = [
      "canonical_solution": "n = len(xs)"},
     {"task_id": "t/3", "prompt": "names = ['é', 'ü']  # ünïcode\nfor name in names:\n    ",
      "suffix": "\n", "canonical_solution": "print(name)"},
+    {"task_id": "t/4", "language": "go", "prompt": "package main\n\nfunc add(a, b int) int { // sum\n",
+     "suffix": "\n}\n\nfunc main() {\n\tprintln(add(1, 2))\n}\n", "canonical_solution": "\ts := a + b\n\treturn s"},
+    {"task_id": "t/5", "language": "typescriptreact", "prompt": "export const Hello = ({ name }: Props) => (\n  <p>",
+     "suffix": "</p>\n);\n", "canonical_solution": "Hello, {name}!"},
 ]
 SETTINGS = {"completion": {"timeoutMs": 120_000, "maxTokens": 24}}  # no deadline: answers must not depend on speed
 
