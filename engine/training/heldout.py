@@ -1,6 +1,7 @@
 """Held-out infilling tasks per language, in HumanEval-infilling's format, for `codestral-lsp eval`.
 
     codestral-lsp train --heldout-tasks FILE.jsonl --languages python,go,... [--heldout-n N] [--heldout-multiline M]
+                        [--heldout-seed S]
 
 Per language: N single-line and M multi-line gaps, drawn only from that language's held-out files
 (`Corpus.pools[language].heldout`) by a generator seeded with `seed` alone, so a language's tasks do

@@ -340,6 +340,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heldout-n", type=int, default=200, help="single-line tasks per language (default 200)")
     p.add_argument("--heldout-multiline", type=int, default=0, help="multi-line tasks (a block's body) per "
                    "language, after the single-line ones (default 0)")
+    p.add_argument("--heldout-seed", type=int, default=7, help="the seed of --heldout-tasks' draws (default 7: "
+                   "the tasks every earlier figure was measured on)")
 
 
 def main(argv: list[str] | None = None) -> None:  # python -m engine.training.train
@@ -366,7 +368,7 @@ def run(a: argparse.Namespace) -> None:
         return
     if a.heldout_tasks:
         corpus = Corpus(corpus_sources(a.languages, a.corpus, Path(a.corpus_cache)))
-        tasks = heldout_tasks(corpus, a.heldout_n, multiline=a.heldout_multiline, languages=a.languages)
+        tasks = heldout_tasks(corpus, a.heldout_n, a.heldout_seed, a.heldout_multiline, a.languages)
         with open(a.heldout_tasks, "w") as f:
             f.writelines(json.dumps(task) + "\n" for task in tasks)
         log(f"wrote {len(tasks)} tasks to {a.heldout_tasks}")

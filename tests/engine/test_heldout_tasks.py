@@ -233,8 +233,9 @@ def test_the_command_writes_tasks_per_language_from_the_fetched_cache(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"packages": packages}))
     out = tmp_path / "tasks.jsonl"
     train_main(["--heldout-tasks", str(out), "--languages", "go,c", "--corpus-cache", str(tmp_path),
-                "--heldout-n", "5", "--heldout-multiline", "2"])
+                "--heldout-n", "5", "--heldout-multiline", "2", "--heldout-seed", "3"])
     tasks = [json.loads(line) for line in out.read_text().splitlines()]
     assert [t["language"] for t in tasks] == ["go"] * 7 + ["c"] * 7
+    assert tasks == heldout_tasks(corpus, 5, seed=3, multiline=2, languages=["go", "c"])
     assert all(is_heldout(os.path.join(tmp_path / "made" / t["language"], t["source"]),
                           str(tmp_path / "made" / t["language"])) for t in tasks)
