@@ -209,9 +209,10 @@ def split_by_language(rows: list[Row], execute: bool) -> dict:
 
 def language_table(by_language: dict) -> str:
     """The per-language scores as a text table, one row per language and gap kind."""
-    lines = [f"{'language':16} {'gaps':7} {'n':>4} {'exact':>7} {'edit_sim':>8} {'p50_ms':>7} {'p95_ms':>7}"]
+    lines = ["language         gaps       n   exact edit_sim  pass@1  p50_ms  p95_ms"]
     for lang, kinds in by_language.items():
         for kind, s in kinds.items():
+            passed = "-" if s["pass_at_1"] is None else f"{s['pass_at_1']:.1%}"  # "-": not --execute
             lines.append(f"{lang:16} {kind.split('_')[0]:7} {s['n']:4} {s['exact_match']:7.1%} "
-                         f"{s['edit_similarity']:8.3f} {s['p50_ms']:7.0f} {s['p95_ms']:7.0f}")
+                         f"{s['edit_similarity']:8.3f} {passed:>7} {s['p50_ms']:7.0f} {s['p95_ms']:7.0f}")
     return "\n".join(lines)

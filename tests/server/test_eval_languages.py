@@ -127,6 +127,7 @@ def test_eval_by_language_on_the_command_line(tiny, tmp_path, capsys):
     assert counts == {"python": {"single_line": 2, "multi_line": 1}, "go": {"single_line": 1, "multi_line": 1}}
     cli.main(["eval", str(data), "--model", str(tiny), "--by-language"])
     table = capsys.readouterr().out.split("\n\n")[-1].splitlines()
-    assert table[0].split() == ["language", "gaps", "n", "exact", "edit_sim", "p50_ms", "p95_ms"]
+    assert table[0].split() == ["language", "gaps", "n", "exact", "edit_sim", "pass@1", "p50_ms", "p95_ms"]
     assert [row.split()[:3] for row in table[1:]] == [["python", "single", "2"], ["python", "multi", "1"],
                                                       ["go", "single", "1"], ["go", "multi", "1"]]
+    assert {row.split()[5] for row in table[1:]} == {"-"}  # no --execute
