@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from codestral_lsp.context import parse
-from codestral_lsp.context.actions import Points, enclosing_statement, fix_prompt, header_of_test, files_of_tests
+from codestral_lsp.context.actions import Points, enclosing_statement, files_of_tests, fix_note, header_of_test
 from codestral_lsp.lsp.documents import TextDocument
 from codestral_lsp.lsp.fim_edits import regenerate, write_test
 
@@ -38,10 +38,11 @@ def test_the_smallest_statement_around_a_diagnostic(language):
 def test_the_message_is_a_comment_above_the_statement():
     text, at, expected = CASES["go"]
     start = text.index(expected)
-    prefix, suffix = fix_prompt(text, Points(text), start, start + len(expected), "undefined: undefinedName", "go")
+    completer = FakeCompleter("x := 1\n")
+    regenerate(completer, doc("go", text), start, start + len(expected), "undefined: undefinedName", lambda: False)
+    prefix, suffix = completer.prompts[0]
     assert prefix.endswith("{\n\t// FIX: undefined: undefinedName\n\t") and suffix.startswith("\n\treturn x")
-    prefix, _ = fix_prompt(text, Points(text), start, start + len(expected), "oops", "plaintext")
-    assert "FIX" not in prefix  # no comment marker known for this language
+    assert fix_note(text, Points(text), start, "oops", "plaintext") == ""  # no comment marker known
 
 
 def doc(language: str, text: str) -> TextDocument:
