@@ -332,14 +332,17 @@ def statement_stop(depth: int, language_id: str, lines: int = 1) -> Callable[[st
     """Stop a statement (or `lines` lines of them) written anew at indentation `depth` where its shape
     ends: at the first line break after at least `lines` lines of code with every bracket closed, unless
     that line opens a block (`:`, `{`); after a block's body, at the line break before the first line of
-    code back at `depth` that does not continue the statement (`else`, `except`, a closer). Lines of
-    comments only do not count. It also stops wherever `block_stop` would.
+    code back at `depth` that does not continue the statement (`else`, `except`, a closer). A first line
+    of comment only ends it at once (the caller drops it); later ones do not count. It also stops
+    wherever `block_stop` would.
 
     >>> statement_stop(0, "go")("x := f(1,\\n  2)\\ny := 3\\n")
     14
-    >>> gen = "# loop\\nfor x in y:\\n    f(x)\\nz = 1\\n"
+    >>> gen = "for x in y:\\n    # each\\n    f(x)\\nz = 1\\n"
     >>> gen[:statement_stop(0, "python")(gen)]
-    '# loop\\nfor x in y:\\n    f(x)'
+    'for x in y:\\n    # each\\n    f(x)'
+    >>> statement_stop(0, "python")("# note\\nx = 1\\n")
+    6
     """
     block, language = block_stop(depth, language_id), profile(language_id)
 
@@ -360,6 +363,8 @@ def _statement_end(text: str, brackets: list[tuple[int, str]], depth: int, langu
             open_ += 1 if brackets[k][1] in language.openers else -1
             k += 1
         code = _code(line, language.line_comment)
+        if not written and not code.strip() and line.strip():
+            return end  # a comment first: what follows is more comment, seldom the statement
         if code.strip():
             indent = len(line) - len(line.lstrip(" \t"))
             if pending is not None:
@@ -384,17 +389,28 @@ def _back_at(line: str, depth: int, language: Profile) -> bool:
         and first not in language.closers
 
 
-def fix_note(text: str, points: Points, start: int, message: str, language_id: str) -> str:
-    """The diagnostic's message as a comment line to put above the statement at `start` in the prompt,
-    where the language is known (its comment marker is); else "".
+def fix_note(text: str, points: Points, start: int, message: str, language_id: str) -> tuple[int, str]:
+    """(where, comment): the diagnostic's message as a comment to insert in the prompt of the statement
+    at `start`, where the language is known (its comment marker is); (start's line start, "") otherwise.
 
-    >>> fix_note("x = 1\\n    y = z\\n", Points("x = 1\\n    y = z\\n"), 10, "undefined name 'z'", "python")
-    "    # FIX: undefined name 'z'\\n"
+    At the end of the line above when that line has code: a note on a line of its own leads a small
+    model to write more comment lines instead of the statement. Else on a line of its own above.
+
+    >>> text = "def f():\\n    y = z\\n"
+    >>> fix_note(text, Points(text), 13, "undefined name 'z'", "python")
+    (8, "  # FIX: undefined name 'z'")
+    >>> fix_note("y = z\\n", Points("y = z\\n"), 0, "undefined name 'z'", "python")
+    (0, "# FIX: undefined name 'z'\\n")
     """
-    indent = _indent_of(text, points, start)
-    if not profile(language_id).id or not message.strip():
-        return ""
-    return f"{indent}{profile(language_id).line_comment} FIX: {' '.join(message.split())[:200]}\n"
+    language, line_start = profile(language_id), points.line_start(start)
+    if not language.id or not message.strip():
+        return line_start, ""
+    comment = f"{language.line_comment} FIX: {' '.join(message.split())[:200]}"
+    end_above = line_start - (2 if text[line_start - 2: line_start] == "\r\n" else 1)
+    above = text[points.line_start(max(0, end_above)): end_above] if line_start > 0 else ""
+    if above.strip() and not above.strip().startswith(language.line_comment):
+        return end_above, f"  {comment}"
+    return line_start, f"{_indent_of(text, points, start)}{comment}\n"
 
 
 # -- tests ----------------------------------------------------------------------------------------

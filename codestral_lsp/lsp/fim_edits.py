@@ -119,9 +119,9 @@ def regenerate(completer: Completer, doc: TextDocument, start: int, end: int, me
     points = points_of(doc)
     original = text[start:end]
     line_start = points.line_start(start)
-    note = fix_note(text, points, start, message, language_id)
+    at, note = fix_note(text, points, start, message, language_id)
     tree = completer.parses.get(doc.uri, doc.version, text, language_id)
-    prefix, suffix = rewrite_prompt(completer, doc, line_start, end, note + text[line_start:start], "", others, tree)
+    prefix, suffix = rewrite_prompt(completer, doc, at, end, note + text[at:start], "", others, tree)
     depth = len(INDENT.match(text, line_start).group())
     lines = original.rstrip("\n").count("\n") + 1 if whole_lines else 1
     out = completer.fill(prefix, suffix, max_tokens=token_budget(completer, original, max_tokens),

@@ -41,8 +41,11 @@ def test_the_message_is_a_comment_above_the_statement():
     completer = FakeCompleter("x := 1\n")
     regenerate(completer, doc("go", text), start, start + len(expected), "undefined: undefinedName", lambda: False)
     prefix, suffix = completer.prompts[0]
-    assert prefix.endswith("{\n\t// FIX: undefined: undefinedName\n\t") and suffix.startswith("\n\treturn x")
-    assert fix_note(text, Points(text), start, "oops", "plaintext") == ""  # no comment marker known
+    assert prefix.endswith("{  // FIX: undefined: undefinedName\n\t") and suffix.startswith("\n\treturn x")
+    assert fix_note(text, Points(text), start, "oops", "plaintext")[1] == ""  # no comment marker known
+    text = "package m\n\nfunc F() int {\n\t// Sum.\r\n\tx := y\r\n}\n"  # above: a comment, so a line of its own
+    start = text.index("x :=")
+    assert fix_note(text, Points(text), start, "undefined: y", "go") == (text.index("\tx"), "\t// FIX: undefined: y\n")
 
 
 def doc(language: str, text: str) -> TextDocument:
@@ -56,7 +59,7 @@ def test_regenerate_offers_a_different_statement_that_parses():
     edit = regenerate(completer, doc("go", text), start, start + len(statement), "undefined: undefinedName",
                       lambda: False)
     assert edit[1:] == (start, start + len(statement), "x := 41 + 1", "")
-    assert "// FIX: undefined: undefinedName" in completer.prompts[0][0]
+    assert "{  // FIX: undefined: undefinedName\n" in completer.prompts[0][0]
 
 
 @pytest.mark.parametrize("answer, reason", [("x := undefinedName + 1", "the same text"),
