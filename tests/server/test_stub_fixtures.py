@@ -108,3 +108,21 @@ def test_a_filled_body_keeps_each_fixture_parsing(name):
     for stub in body_stubs(text, language):
         new = text[:stub.start] + stub_text(stub, FILLER.get(language, "return;")) + text[stub.end:]
         assert not parse(new, language).root_node.has_error, (stub.name, new)
+
+
+def test_stub_counts_agree_with_the_labels():
+    from codestral_lsp.tools.stub_counts import count
+
+    for name, language in FILES.items():
+        text = read(name)[0]
+        counted = count(language, [str(FIXTURES / name)])
+        named = [n for _, n, _ in labels(text)]
+        assert counted["files"] == 1 and counted["stubs"] == [k for k, _, _ in labels(text)].count("stub"), name
+        assert counted["functions"] >= len(named) and sum(counted["placeholders"].values()) == counted["stubs"]
+
+
+def test_stub_counts_read_the_installed_python_packages():
+    from codestral_lsp.tools.stub_counts import count_stubs
+
+    result = count_stubs(("python",), limit=20)["python"]
+    assert result["files"] == 20 and result["functions"] > result["stubs"] >= 0
