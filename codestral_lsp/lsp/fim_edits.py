@@ -175,7 +175,8 @@ def explain_by_fim(completer: Completer, doc: TextDocument, start: int, cancelle
             offset += 1 + len(line)
         return None
 
-    out = completer.fill(prefix, suffix, max_tokens=96, stop_fn=stop, session=doc.uri, cancelled=cancelled).text
+    out = completer.fill(prefix, suffix, max_tokens=96, stop_fn=stop, session=doc.uri, cancelled=cancelled,
+                         deadline=deadline(completer)).text
     if not out.strip():
         return "the model wrote nothing"
     return doc, line_start, line_start, f"{indent}{marker} {out.strip()}\n", ""
@@ -231,7 +232,7 @@ def write_test(completer: Completer, doc: TextDocument, name: str, start: int, e
     prefix, suffix = prompt(completer, target.uri, language_id, context + before + sep + header + body_indent,
                             "\n" + footer + after)
     out = completer.fill(prefix, suffix, max_tokens=max_tokens, stop_fn=block_stop(len(body_indent), language_id),
-                         session=target.uri, cancelled=cancelled).text
+                         session=target.uri, cancelled=cancelled, deadline=deadline(completer)).text
     if not out.strip():
         return "the model wrote nothing"
 

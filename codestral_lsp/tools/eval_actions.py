@@ -67,17 +67,22 @@ def run_task(completer, task: dict) -> tuple[str | None, str | None]:
     return resolve(completer, *action_for(completer, task))
 
 
-def typed_then_fixed(completer, task: dict) -> tuple[float, str | None]:
-    """(milliseconds, new statement) of a quick fix resolved the way it happens in an editor: the user
-    has just typed the statement, so the document's KV cache holds the inline completion asked at its
-    end, and the fix's prompt reuses it (`fim_edits.rewrite_prompt`)."""
+def typed_then_fixed(completer, task: dict) -> tuple[float, str | None, list[dict]]:
+    """(milliseconds, new statement, the stats of its generation) of a quick fix resolved the way it
+    happens in an editor: the user has just typed the statement, so the document's KV cache holds the
+    inline completion asked at its end, and the fix's prompt reuses it (`fim_edits.rewrite_prompt`)."""
     doc, action = action_for(completer, task, f"eval://{task['task_id']}-typed.py")
     if action is not None:
         completer.complete(Document(doc.uri, doc.language_id, doc.text, doc.version), action.data["end"],
                            use_recent=False)
-    started = time.perf_counter()
-    new, _ = resolve(completer, doc, action)
-    return (time.perf_counter() - started) * 1000, new
+    stats, fill = [], completer.fill
+    completer.fill = lambda *args, **options: (answer := fill(*args, **options), stats.append(answer.stats))[0]
+    try:
+        started = time.perf_counter()
+        new, _ = resolve(completer, doc, action)
+        return (time.perf_counter() - started) * 1000, new, stats
+    finally:
+        del completer.fill  # the class's method again
 
 
 def evaluate_actions(completer, tasks: list[dict], progress=None) -> dict:
@@ -85,15 +90,16 @@ def evaluate_actions(completer, tasks: list[dict], progress=None) -> dict:
     after an inline completion at the statement (`fix_typed_p50_ms`, whose edits must be the same:
     `fix_typed_same`)."""
     fixes = exact = fix_parse = stubs = stub_parse = same = 0
-    similarity, latencies, by_kind = 0.0, [], {"fix": [], "stub": [], "typed": []}
+    similarity, latencies, by_kind, typed_stats = 0.0, [], {"fix": [], "stub": [], "typed": []}, []
     for n, task in enumerate(tasks, 1):
         started = time.perf_counter()
         new, whole = run_task(completer, task)
         latencies.append((time.perf_counter() - started) * 1000)
         by_kind[task["kind"]].append(latencies[-1])
         if task["kind"] == "fix":
-            ms, typed = typed_then_fixed(completer, task)
+            ms, typed, stats = typed_then_fixed(completer, task)
             by_kind["typed"].append(ms)
+            typed_stats += stats
             same += typed == new
         ok = whole is not None and parses(whole)
         if task["kind"] == "fix":
@@ -114,10 +120,20 @@ def evaluate_actions(completer, tasks: list[dict], progress=None) -> dict:
         "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
         "fix_p50_ms": percentile(by_kind["fix"], 50), "fix_p95_ms": percentile(by_kind["fix"], 95),
         "fix_typed_p50_ms": percentile(by_kind["typed"], 50), "fix_typed_p95_ms": percentile(by_kind["typed"], 95),
-        "fix_typed_same": same / fixes if fixes else None,
+        "fix_typed_same": same / fixes if fixes else None, **token_means(typed_stats),
         "stub_p50_ms": percentile(by_kind["stub"], 50), "stub_p95_ms": percentile(by_kind["stub"], 95),
         "model": completer.backend.model_name,
     }
+
+
+def token_means(stats: list[dict]) -> dict:
+    """What the typed fixes' generations cost, in tokens (what a machine's speed turns into time)."""
+    def mean(key):
+        return sum(key(s) for s in stats) / len(stats) if stats else None
+    return {"fix_typed_prefilled_tokens": mean(lambda s: s.get("prompt_tokens", 0) - s.get("reused_tokens", 0)),
+            "fix_typed_generated_tokens": mean(lambda s: s.get("generated_tokens", 0)),
+            "fix_typed_ms_per_token": (sum(s.get("decode_ms", 0) for s in stats)
+                                       / max(1, sum(s.get("generated_tokens", 0) for s in stats))) if stats else None}
 
 
 # -- building tasks ------------------------------------------------------------------------------

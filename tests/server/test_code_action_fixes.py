@@ -143,3 +143,28 @@ def test_only_the_kinds_the_client_asked_for():
     assert [a.title for a in wanted(actions, ["refactor"])] == ["b"]
     assert [a.title for a in wanted(actions, None)] == ["a", "b"]
     assert wanted(actions, [types.CodeActionKind.Source]) == []
+
+
+def test_a_fix_is_bounded_by_the_text_it_replaces_and_the_time_budget():
+    import time
+
+    text, _, statement = CASES["go"]
+    start = text.index(statement)
+    completer = FakeCompleter("x := 41 + 1\n")
+    completer.settings.completion.timeout_ms = 1234
+    before = time.monotonic()
+    regenerate(completer, doc("go", text), start, start + len(statement), "undefined: undefinedName", lambda: False)
+    options = completer.options[0]
+    assert options["max_tokens"] == 2 * completer.count_tokens(statement) + 16
+    assert before + 1.234 <= options["deadline"] <= time.monotonic() + 1.234
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("x := 1 + 1\n\treturn x\n", "x := 1 + 1"),     # one line: at its line break
+    ("// the note's echo\n\tx := 1\n", None),        # a first comment line ends the fix, offered as nothing
+    ("if x := f(); x > 0 {\n\t\treturn x\n\t}\n\treturn 0\n", "if x := f(); x > 0 {\n\t\treturn x\n\t}")])
+def test_a_fix_stops_where_its_statement_ends(answer, expected):
+    text, _, statement = CASES["go"]
+    start = text.index(statement)
+    out = regenerate(FakeCompleter(answer), doc("go", text), start, start + len(statement), "m", lambda: False)
+    assert (out[3] if isinstance(out, tuple) else None) == expected, out

@@ -117,6 +117,7 @@ describe("code actions with the real server", function()
     local _, resolved = apply_action("Codestral: fix line 2", context)
     if resolved.edit == nil then -- a fix that would not parse comes back without an edit, its title says why
       ok(resolved.title:find("(no edit: ", 1, true), "no edit, and no reason: " .. vim.inspect(resolved))
+      io.stdout:write("     (resolved without an edit: " .. resolved.title .. ")\n")
       vim.wait(200)
       eq(before, buffer_text(), "the buffer without an edit")
       return
