@@ -89,7 +89,7 @@ def evaluate_actions(completer, tasks: list[dict], progress=None) -> dict:
     """Scores and latencies; the quick fixes are resolved twice, from a cold cache (`fix_p50_ms`) and
     after an inline completion at the statement (`fix_typed_p50_ms`, whose edits must be the same:
     `fix_typed_same`)."""
-    fixes = exact = fix_parse = stubs = stub_parse = same = 0
+    fixes = exact = fix_parse = stubs = stub_parse = same = comments = 0
     similarity, latencies, by_kind, typed_stats = 0.0, [], {"fix": [], "stub": [], "typed": []}, []
     for n, task in enumerate(tasks, 1):
         started = time.perf_counter()
@@ -106,6 +106,7 @@ def evaluate_actions(completer, tasks: list[dict], progress=None) -> dict:
             fixes += 1
             exact += new is not None and new.strip() == task["original"].strip()
             fix_parse += ok
+            comments += new is not None and all(line.strip().startswith("#") for line in new.strip().splitlines())
         else:
             stubs += 1
             similarity += edit_similarity((new or "").strip(), task["original"].strip())
@@ -115,6 +116,7 @@ def evaluate_actions(completer, tasks: list[dict], progress=None) -> dict:
     return {
         "n_fix": fixes, "fix_exact": exact / fixes if fixes else None,
         "fix_parses": fix_parse / fixes if fixes else None,
+        "fix_comment_only": comments / fixes if fixes else None,  # edits that put a comment in its place
         "n_stub": stubs, "stub_edit_similarity": similarity / stubs if stubs else None,
         "stub_parses": stub_parse / stubs if stubs else None,
         "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
