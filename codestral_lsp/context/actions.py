@@ -332,8 +332,9 @@ def statement_stop(depth: int, language_id: str, lines: int = 1) -> Callable[[st
     """Stop a statement (or `lines` lines of them) written anew at indentation `depth` where its shape
     ends: at the first line break after at least `lines` lines of code with every bracket closed, unless
     that line opens a block (`:`, `{`); after a block's body, at the line break before the first line of
-    code back at `depth` that does not continue the statement (`else`, `except`, a closer). A first line
-    of comment only ends it at once (the caller drops it); later ones do not count. It also stops
+    code back at `depth` that does not continue the statement (`else`, `except`, a closer). For one
+    statement, a first line of comment only ends it at once (the caller drops it) and later ones do not
+    count; for a selection of `lines` lines, they count as lines. It also stops
     wherever `block_stop` would.
 
     >>> statement_stop(0, "go")("x := f(1,\\n  2)\\ny := 3\\n")
@@ -363,9 +364,9 @@ def _statement_end(text: str, brackets: list[tuple[int, str]], depth: int, langu
             open_ += 1 if brackets[k][1] in language.openers else -1
             k += 1
         code = _code(line, language.line_comment)
-        if not written and not code.strip() and line.strip():
+        if lines == 1 and not written and not code.strip() and line.strip():
             return end  # a comment first: what follows is more comment, seldom the statement
-        if code.strip():
+        if code.strip() or lines > 1 and line.strip():  # a selection's comment lines count as its lines
             indent = len(line) - len(line.lstrip(" \t"))
             if pending is not None:
                 if _back_at(line, depth, language):

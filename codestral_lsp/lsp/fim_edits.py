@@ -145,7 +145,7 @@ def without_comment_lead(out: str, original: str, language_id: str) -> str:
     them), unless the text it replaces starts with a comment too.
 
     >>> without_comment_lead("# fixed\\n    x = 1", "x = y", "python")
-    '    x = 1'
+    'x = 1'
     """
     marker = profile(language_id).line_comment
     if original.lstrip().startswith(marker):

@@ -168,3 +168,11 @@ def test_a_fix_stops_where_its_statement_ends(answer, expected):
     start = text.index(statement)
     out = regenerate(FakeCompleter(answer), doc("go", text), start, start + len(statement), "m", lambda: False)
     assert (out[3] if isinstance(out, tuple) else None) == expected, out
+
+
+def test_a_selection_rewrite_counts_its_comment_lines():
+    from codestral_lsp.context.actions import statement_stop
+
+    gen = "# total\nx = 1\ny = x + 1\nz = 3\n"
+    assert gen[:statement_stop(0, "python", lines=3)(gen)] == "# total\nx = 1\ny = x + 1"
+    assert gen[:statement_stop(0, "python")(gen)] == "# total"  # one statement: a comment first ends it
