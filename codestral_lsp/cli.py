@@ -125,6 +125,13 @@ def cmd_eval(args) -> None:
             f.writelines(json.dumps(t) + "\n" for t in tasks)
         progress(f"wrote {len(tasks)} tasks to {args.make_actions}")
         return
+    if args.count_stubs is not None:
+        from .tools.stub_counts import LANGUAGES, count_stubs
+
+        languages = tuple(args.count_stubs.split(",")) if args.count_stubs else LANGUAGES
+        result = count_stubs(languages, args.limit, progress)
+        print(json.dumps(result) if args.json else "\n".join(f"{k:12} {v}" for k, v in result.items()))
+        return
     if args.timing:
         from .tools.eval_actions import time_listing
 
@@ -322,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--make-actions", metavar="OUT.jsonl", help="write code-action tasks (half quick fixes, half "
                    "stubs) built from the held-out split of the training corpus's Python sources")
     s.add_argument("--timing", metavar="FILE.py", help="time listing the code actions at 50 random ranges of FILE")
+    s.add_argument("--count-stubs", nargs="?", const="", metavar="LANG,...", help="count functions and the stubs "
+                   "the code actions find in real files (Python: installed packages; others: the fetched corpus); "
+                   "--limit: files per language")
     s.add_argument("--n", type=int, default=100, help="how many tasks --make-actions writes (default 100)")
     s.add_argument("--limit", type=int)
     s.add_argument("--execute", action="store_true", help="run the tests for pass@1 (runs generated code)")

@@ -111,6 +111,10 @@ class Completer:
         tokenizer = self.backend.tokenizer
         self._count = lambda s: len(tokenizer.encode(s))
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the backend's tokenizer makes of `text`."""
+        return self._count(text)
+
     def use_settings(self, settings: Settings) -> None:
         """New settings: suggestions made under the old ones are forgotten."""
         self.settings = settings

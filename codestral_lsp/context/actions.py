@@ -24,7 +24,7 @@ from tree_sitter import Node, Parser, Tree
 from .indentation import detect_indentation
 from .languages import Profile, get_language, profile
 from .parsing import encode, parse, parse_source, point_at
-from .postprocess import unmatched_closers
+from .postprocess import _code, _first_word, brackets_of, unmatched_closers
 
 TODO = re.compile(r"\bTODO\b")
 
@@ -328,41 +328,90 @@ def enclosing_statement(tree: Tree, points: Points, start: int, end: int, langua
     return points.offset(node.start_point), points.offset(node.end_point)
 
 
-def statement_stop(lines: int, depth: int, language_id: str) -> Callable[[str], int | None]:
-    """Stop a regenerated statement (or selection) of `lines` lines: at the first line break after at
-    least that many lines where the brackets opened are closed, or where `block_stop` would.
+def statement_stop(depth: int, language_id: str, lines: int = 1) -> Callable[[str], int | None]:
+    """Stop a statement (or `lines` lines of them) written anew at indentation `depth` where its shape
+    ends: at the first line break after at least `lines` lines of code with every bracket closed, unless
+    that line opens a block (`:`, `{`); after a block's body, at the line break before the first line of
+    code back at `depth` that does not continue the statement (`else`, `except`, a closer). For one
+    statement, a first line of comment only ends it at once (the caller drops it) and later ones do not
+    count; for a selection of `lines` lines, they count as lines. It also stops
+    wherever `block_stop` would.
 
-    >>> statement_stop(1, 0, "go")("x := f(1,\\n  2)\\ny := 3\\n")
+    >>> statement_stop(0, "go")("x := f(1,\\n  2)\\ny := 3\\n")
     14
+    >>> gen = "for x in y:\\n    # each\\n    f(x)\\nz = 1\\n"
+    >>> gen[:statement_stop(0, "python")(gen)]
+    'for x in y:\\n    # each\\n    f(x)'
+    >>> statement_stop(0, "python")("# note\\nx = 1\\n")
+    6
     """
-    block = block_stop(depth, language_id)
-    openers = profile(language_id).openers
+    block, language = block_stop(depth, language_id), profile(language_id)
 
     def stop(gen: str) -> int | None:
         cut = block(gen)
-        seen = 0
-        for i, ch in enumerate(gen[: cut if cut is not None else len(gen)]):
-            if ch != "\n":
-                continue
-            seen += 1
-            head = gen[:i]
-            if seen >= lines and sum(head.count(o) for o in openers) <= sum(head.count(c) for c in
-                                                                          profile(language_id).closers):
-                return i
-        return cut
+        text = gen if cut is None else gen[:cut]
+        return _statement_end(text, list(brackets_of(text, language_id)), depth, language, lines, cut)
     return stop
 
 
-def fix_prompt(text: str, points: Points, start: int, end: int, message: str, language_id: str) -> tuple[str, str]:
-    """(prefix, suffix) to regenerate text[start:end] with the diagnostic's message as a comment on
-    the line above, where the language is known (its comment marker is)."""
-    line_start = points.line_start(start)
-    indent = _indent_of(text, points, line_start)
-    language = profile(language_id)
-    note = ""
-    if language.id and message.strip():
-        note = f"{indent}{language.line_comment} FIX: {' '.join(message.split())[:200]}\n"
-    return text[:line_start] + note + text[line_start:start], text[end:]
+def _statement_end(text: str, brackets: list[tuple[int, str]], depth: int, language: Profile, lines: int,
+                   cut: int | None) -> int | None:
+    """The line break where the statement in `text` ends (see statement_stop), else `cut`."""
+    written, in_body, pending, start, open_, k = 0, False, None, 0, 0, 0
+    for line in text.split("\n")[:-1]:  # whole lines only
+        end = start + len(line)
+        while k < len(brackets) and brackets[k][0] < end:
+            open_ += 1 if brackets[k][1] in language.openers else -1
+            k += 1
+        code = _code(line, language.line_comment)
+        if lines == 1 and not written and not code.strip() and line.strip():
+            return end  # a comment first: what follows is more comment, seldom the statement
+        if code.strip() or lines > 1 and line.strip():  # a selection's comment lines count as its lines
+            indent = len(line) - len(line.lstrip(" \t"))
+            if pending is not None:
+                if _back_at(line, depth, language):
+                    return pending
+                pending = None
+            in_body = in_body or (written > 0 and indent > depth)
+            written += 1
+            if open_ <= 0 and written >= lines and not language.block_opener.search(code.rstrip()):
+                if not in_body:
+                    return end
+                pending = end  # a body's last line, if the next line of code is back at `depth`
+        start = end + 1
+    last = text[start:]  # the line being written
+    return pending if pending is not None and last.strip() and _back_at(last, depth, language) else cut
+
+
+def _back_at(line: str, depth: int, language: Profile) -> bool:
+    """Whether a line of code is back at `depth` and starts a new statement (no `else`, no closer)."""
+    word, first = _first_word(line.strip()), line.strip()[0]
+    return len(line) - len(line.lstrip(" \t")) <= depth and word not in language.continuations \
+        and first not in language.closers
+
+
+def fix_note(text: str, points: Points, start: int, message: str, language_id: str) -> tuple[int, str]:
+    """(where, comment): the diagnostic's message as a comment to insert in the prompt of the statement
+    at `start`, where the language is known (its comment marker is); (start's line start, "") otherwise.
+
+    At the end of the line above when that line has code: a note on a line of its own leads a small
+    model to write more comment lines instead of the statement. Else on a line of its own above.
+
+    >>> text = "def f():\\n    y = z\\n"
+    >>> fix_note(text, Points(text), 13, "undefined name 'z'", "python")
+    (8, "  # FIX: undefined name 'z'")
+    >>> fix_note("y = z\\n", Points("y = z\\n"), 0, "undefined name 'z'", "python")
+    (0, "# FIX: undefined name 'z'\\n")
+    """
+    language, line_start = profile(language_id), points.line_start(start)
+    if not language.id or not message.strip():
+        return line_start, ""
+    comment = f"{language.line_comment} FIX: {' '.join(message.split())[:200]}"
+    end_above = line_start - (2 if text[line_start - 2: line_start] == "\r\n" else 1)
+    above = text[points.line_start(max(0, end_above)): end_above] if line_start > 0 else ""
+    if above.strip() and not above.strip().startswith(language.line_comment):
+        return end_above, f"  {comment}"
+    return line_start, f"{_indent_of(text, points, start)}{comment}\n"
 
 
 # -- tests ----------------------------------------------------------------------------------------

@@ -258,7 +258,20 @@ def bracket_scan(text: str, language_id: str) -> tuple[list[int], list[tuple[int
     >>> bracket_scan('f(a[0]) } ")"', "c")
     ([8], [(3, 5), (1, 6)])
     """
-    language, found, pairs, stack, quote = profile(language_id), [], [], [], None
+    found, pairs, stack, openers = [], [], [], profile(language_id).openers
+    for k, c in brackets_of(text, language_id):
+        if c in openers:
+            stack.append(k)
+        elif stack:
+            pairs.append((stack.pop(), k))  # a mismatched pair still closes the innermost opener
+        else:
+            found.append(k)
+    return found, pairs
+
+
+def brackets_of(text: str, language_id: str):
+    """(index, character) of each bracket of `text` outside strings and line comments (see bracket_scan)."""
+    language, quote = profile(language_id), None
     marker, quotes, char_literal = language.line_comment, language.quotes, language.char_literal
     k = 0
     while k < len(text):
@@ -274,15 +287,9 @@ def bracket_scan(text: str, language_id: str) -> tuple[list[int], list[tuple[int
             k = m.end() - 1
         elif text.startswith(marker, k):
             k = line_end(text, k) - 1
-        elif c in language.openers:
-            stack.append(k)
-        elif c in language.closers:
-            if stack:
-                pairs.append((stack.pop(), k))  # a mismatched pair still closes the innermost opener
-            else:
-                found.append(k)
+        elif c in language.brackets:
+            yield k, c
         k += 1
-    return found, pairs
 
 
 # -- clean-up ----------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from lsprotocol import types
 
 from ..lsp.documents import TextDocument
 from ..lsp.features.code_actions import fix_actions, stub_actions, work_for
+from ..pipeline import Document
 from .evaluate import edit_similarity, percentile
 
 
@@ -34,9 +35,9 @@ def parses(text: str) -> bool:
     return True
 
 
-def run_task(completer, task: dict) -> tuple[str | None, str | None]:
-    """(new statement or body, whole new document), or (None, None) where no edit came back."""
-    uri = f"eval://{task['task_id']}.py"
+def action_for(completer, task: dict, uri: str | None = None) -> tuple[TextDocument, types.CodeAction | None]:
+    """The task's document and the action the server lists for it (None: none listed)."""
+    uri = uri or f"eval://{task['task_id']}.py"
     doc = TextDocument(uri, task.get("language", "python"), 1, task["text"])
     tree = completer.parses.get(doc.uri, doc.version, doc.text, doc.language_id)
     if task["kind"] == "fix":
@@ -48,28 +49,64 @@ def run_task(completer, task: dict) -> tuple[str | None, str | None]:
     else:
         row = doc.text.count("\n", 0, doc.text.find(f"def {task['name']}("))
         actions = [a for a in stub_actions(doc, tree, row, row) if a.data["kind"] == "body"]
-    if not actions:
+    return doc, (actions[0] if actions else None)
+
+
+def resolve(completer, doc: TextDocument, action: types.CodeAction | None) -> tuple[str | None, str | None]:
+    """(new statement or body, whole new document), or (None, None) where no edit came back."""
+    if action is None:
         return None, None
-    edit = work_for(completer, doc, actions[0].data, lambda uri: None)(lambda: False)
+    edit = work_for(completer, doc, action.data, lambda uri: None)(lambda: False)
     if not isinstance(edit, tuple):
         return None, None
     _, start, end, new, _ = edit
     return new, doc.text[:start] + new + doc.text[end:]
 
 
+def run_task(completer, task: dict) -> tuple[str | None, str | None]:
+    return resolve(completer, *action_for(completer, task))
+
+
+def typed_then_fixed(completer, task: dict) -> tuple[float, str | None, list[dict]]:
+    """(milliseconds, new statement, the stats of its generation) of a quick fix resolved the way it
+    happens in an editor: the user has just typed the statement, so the document's KV cache holds the
+    inline completion asked at its end, and the fix's prompt reuses it (`fim_edits.rewrite_prompt`)."""
+    doc, action = action_for(completer, task, f"eval://{task['task_id']}-typed.py")
+    if action is not None:
+        completer.complete(Document(doc.uri, doc.language_id, doc.text, doc.version), action.data["end"],
+                           use_recent=False)
+    stats, fill = [], completer.fill
+    completer.fill = lambda *args, **options: (answer := fill(*args, **options), stats.append(answer.stats))[0]
+    try:
+        started = time.perf_counter()
+        new, _ = resolve(completer, doc, action)
+        return (time.perf_counter() - started) * 1000, new, stats
+    finally:
+        del completer.fill  # the class's method again
+
+
 def evaluate_actions(completer, tasks: list[dict], progress=None) -> dict:
-    fixes = exact = fix_parse = stubs = stub_parse = 0
-    similarity, latencies, by_kind = 0.0, [], {"fix": [], "stub": []}
+    """Scores and latencies; the quick fixes are resolved twice, from a cold cache (`fix_p50_ms`) and
+    after an inline completion at the statement (`fix_typed_p50_ms`, whose edits must be the same:
+    `fix_typed_same`)."""
+    fixes = exact = fix_parse = stubs = stub_parse = same = comments = 0
+    similarity, latencies, by_kind, typed_stats = 0.0, [], {"fix": [], "stub": [], "typed": []}, []
     for n, task in enumerate(tasks, 1):
         started = time.perf_counter()
         new, whole = run_task(completer, task)
         latencies.append((time.perf_counter() - started) * 1000)
         by_kind[task["kind"]].append(latencies[-1])
+        if task["kind"] == "fix":
+            ms, typed, stats = typed_then_fixed(completer, task)
+            by_kind["typed"].append(ms)
+            typed_stats += stats
+            same += typed == new
         ok = whole is not None and parses(whole)
         if task["kind"] == "fix":
             fixes += 1
             exact += new is not None and new.strip() == task["original"].strip()
             fix_parse += ok
+            comments += new is not None and all(line.strip().startswith("#") for line in new.strip().splitlines())
         else:
             stubs += 1
             similarity += edit_similarity((new or "").strip(), task["original"].strip())
@@ -79,12 +116,26 @@ def evaluate_actions(completer, tasks: list[dict], progress=None) -> dict:
     return {
         "n_fix": fixes, "fix_exact": exact / fixes if fixes else None,
         "fix_parses": fix_parse / fixes if fixes else None,
+        "fix_comment_only": comments / fixes if fixes else None,  # edits that put a comment in its place
         "n_stub": stubs, "stub_edit_similarity": similarity / stubs if stubs else None,
         "stub_parses": stub_parse / stubs if stubs else None,
         "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
-        "fix_p50_ms": percentile(by_kind["fix"], 50), "stub_p50_ms": percentile(by_kind["stub"], 50),
+        "fix_p50_ms": percentile(by_kind["fix"], 50), "fix_p95_ms": percentile(by_kind["fix"], 95),
+        "fix_typed_p50_ms": percentile(by_kind["typed"], 50), "fix_typed_p95_ms": percentile(by_kind["typed"], 95),
+        "fix_typed_same": same / fixes if fixes else None, **token_means(typed_stats),
+        "stub_p50_ms": percentile(by_kind["stub"], 50), "stub_p95_ms": percentile(by_kind["stub"], 95),
         "model": completer.backend.model_name,
     }
+
+
+def token_means(stats: list[dict]) -> dict:
+    """What the typed fixes' generations cost, in tokens (what a machine's speed turns into time)."""
+    def mean(key):
+        return sum(key(s) for s in stats) / len(stats) if stats else None
+    return {"fix_typed_prefilled_tokens": mean(lambda s: s.get("prompt_tokens", 0) - s.get("reused_tokens", 0)),
+            "fix_typed_generated_tokens": mean(lambda s: s.get("generated_tokens", 0)),
+            "fix_typed_ms_per_token": (sum(s.get("decode_ms", 0) for s in stats)
+                                       / max(1, sum(s.get("generated_tokens", 0) for s in stats))) if stats else None}
 
 
 # -- building tasks ------------------------------------------------------------------------------

@@ -220,3 +220,13 @@ def test_int8_quantization_switched_on_through_the_servers_settings():
         assert complete("file:///q/int8.py") == expected(int8_engine, int8, "file:///q/int8.py")
     finally:
         client.close()
+
+
+def test_eval_count_stubs_prints_counts_per_language():
+    import json
+
+    result = cli("eval", "--count-stubs", "python,go", "--limit", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(counts) == {"python", "go"} and counts["python"]["files"] == 5
+    assert counts["python"]["functions"] >= counts["python"]["stubs"] >= 0

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from codestral_lsp.context import parse
-from codestral_lsp.context.actions import Points, enclosing_statement, fix_prompt, header_of_test, files_of_tests
+from codestral_lsp.context.actions import Points, enclosing_statement, files_of_tests, fix_note, header_of_test
 from codestral_lsp.lsp.documents import TextDocument
 from codestral_lsp.lsp.fim_edits import regenerate, write_test
 
@@ -38,10 +38,14 @@ def test_the_smallest_statement_around_a_diagnostic(language):
 def test_the_message_is_a_comment_above_the_statement():
     text, at, expected = CASES["go"]
     start = text.index(expected)
-    prefix, suffix = fix_prompt(text, Points(text), start, start + len(expected), "undefined: undefinedName", "go")
-    assert prefix.endswith("{\n\t// FIX: undefined: undefinedName\n\t") and suffix.startswith("\n\treturn x")
-    prefix, _ = fix_prompt(text, Points(text), start, start + len(expected), "oops", "plaintext")
-    assert "FIX" not in prefix  # no comment marker known for this language
+    completer = FakeCompleter("x := 1\n")
+    regenerate(completer, doc("go", text), start, start + len(expected), "undefined: undefinedName", lambda: False)
+    prefix, suffix = completer.prompts[0]
+    assert prefix.endswith("{  // FIX: undefined: undefinedName\n\t") and suffix.startswith("\n\treturn x")
+    assert fix_note(text, Points(text), start, "oops", "plaintext")[1] == ""  # no comment marker known
+    text = "package m\n\nfunc F() int {\n\t// Sum.\r\n\tx := y\r\n}\n"  # above: a comment, so a line of its own
+    start = text.index("x :=")
+    assert fix_note(text, Points(text), start, "undefined: y", "go") == (text.index("\tx"), "\t// FIX: undefined: y\n")
 
 
 def doc(language: str, text: str) -> TextDocument:
@@ -55,7 +59,7 @@ def test_regenerate_offers_a_different_statement_that_parses():
     edit = regenerate(completer, doc("go", text), start, start + len(statement), "undefined: undefinedName",
                       lambda: False)
     assert edit[1:] == (start, start + len(statement), "x := 41 + 1", "")
-    assert "// FIX: undefined: undefinedName" in completer.prompts[0][0]
+    assert "{  // FIX: undefined: undefinedName\n" in completer.prompts[0][0]
 
 
 @pytest.mark.parametrize("answer, reason", [("x := undefinedName + 1", "the same text"),
@@ -139,3 +143,36 @@ def test_only_the_kinds_the_client_asked_for():
     assert [a.title for a in wanted(actions, ["refactor"])] == ["b"]
     assert [a.title for a in wanted(actions, None)] == ["a", "b"]
     assert wanted(actions, [types.CodeActionKind.Source]) == []
+
+
+def test_a_fix_is_bounded_by_the_text_it_replaces_and_the_time_budget():
+    import time
+
+    text, _, statement = CASES["go"]
+    start = text.index(statement)
+    completer = FakeCompleter("x := 41 + 1\n")
+    completer.settings.completion.timeout_ms = 1234
+    before = time.monotonic()
+    regenerate(completer, doc("go", text), start, start + len(statement), "undefined: undefinedName", lambda: False)
+    options = completer.options[0]
+    assert options["max_tokens"] == 2 * completer.count_tokens(statement) + 16
+    assert before + 1.234 <= options["deadline"] <= time.monotonic() + 1.234
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("x := 1 + 1\n\treturn x\n", "x := 1 + 1"),     # one line: at its line break
+    ("// the note's echo\n\tx := 1\n", None),        # a first comment line ends the fix, offered as nothing
+    ("if x := f(); x > 0 {\n\t\treturn x\n\t}\n\treturn 0\n", "if x := f(); x > 0 {\n\t\treturn x\n\t}")])
+def test_a_fix_stops_where_its_statement_ends(answer, expected):
+    text, _, statement = CASES["go"]
+    start = text.index(statement)
+    out = regenerate(FakeCompleter(answer), doc("go", text), start, start + len(statement), "m", lambda: False)
+    assert (out[3] if isinstance(out, tuple) else None) == expected, out
+
+
+def test_a_selection_rewrite_counts_its_comment_lines():
+    from codestral_lsp.context.actions import statement_stop
+
+    gen = "# total\nx = 1\ny = x + 1\nz = 3\n"
+    assert gen[:statement_stop(0, "python", lines=3)(gen)] == "# total\nx = 1\ny = x + 1"
+    assert gen[:statement_stop(0, "python")(gen)] == "# total"  # one statement: a comment first ends it

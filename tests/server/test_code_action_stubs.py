@@ -15,7 +15,9 @@ from codestral_lsp.context.actions import (
     nodes_in_rows,
     stub_text,
 )
+from codestral_lsp.lsp.documents import TextDocument
 from codestral_lsp.lsp.fim_edits import fill
+from codestral_lsp.settings import Settings
 
 CASES = {  # language: (source, [(name, the stub's text)]) — only the bodies listed are stubs
     "python": ("def f(x):\n    pass\n\n\ndef g():\n    '''Doc.'''\n    ...\n\n\ndef h():\n    return 1\n\n\n"
@@ -122,14 +124,19 @@ class FakeCompleter:
     """Answers every FIM request with `answer`, cut by the stop rule as a backend does; records prompts."""
 
     def __init__(self, answer: str):
-        self.answer, self.prompts = answer, []
+        self.answer, self.prompts, self.options = answer, [], []
         self.parses = ParseCache()
+        self.settings = Settings()
 
-    def window_for(self, doc, offset):
-        return Window(doc.text[:offset], doc.text[offset:])
+    def window_for(self, doc, offset, others=(), tree=None):
+        return Window(doc.text[:offset], doc.text[offset:], 0, len(doc.text))
+
+    def count_tokens(self, text):
+        return len(text.split())
 
     def fill(self, prefix, suffix, stop_fn=None, **options):
         self.prompts.append((prefix, suffix))
+        self.options.append(options)
         cut = stop_fn(self.answer) if stop_fn else None
         return SimpleNamespace(text=self.answer if cut is None else self.answer[:cut])
 
@@ -137,13 +144,15 @@ class FakeCompleter:
 class Window(NamedTuple):
     prefix: str
     suffix: str
+    prefix_start: int
+    suffix_end: int
 
 
 def test_fill_keeps_the_longest_head_that_parses():
     text = CASES["go"][0]
     stub = stubs(text, "go")[0]
     completer = FakeCompleter("return x * 2\n}\n\nfunc Other() {")
-    new, note = fill(completer, text, stub, "file:///m.go", lambda: False, "go")
+    new, note = fill(completer, TextDocument("file:///m.go", "go", 1, text), stub, lambda: False)
     assert (new, note) == ("\treturn x * 2\n", "")
     prefix, suffix = completer.prompts[0]
     assert prefix.endswith("// F doubles.\nfunc F(x int) int {\n\t") and suffix.startswith("\n}\n\nfunc (s *S) M()")
@@ -154,7 +163,7 @@ def test_fill_keeps_the_longest_head_that_parses():
 def test_fill_that_does_not_parse_comes_back_as_comments_above_the_placeholder():
     text = CASES["rust"][0]
     stub = stubs(text, "rust")[0]
-    new, note = fill(FakeCompleter('"oops\n    #:'), text, stub, "file:///m.rs", lambda: False, "rust")
+    new, note = fill(FakeCompleter('"oops\n    #:'), TextDocument("file:///m.rs", "rust", 1, text), stub, lambda: False)
     assert note and new == '    // "oops\n    //     #:\n    todo!()\n'
     assert not parse(text[:stub.start] + new + text[stub.end:], "rust").root_node.has_error
 

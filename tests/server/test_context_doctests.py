@@ -7,7 +7,7 @@ import pytest
 
 MODULES = [f"codestral_lsp.context.{name}" for name in ("actions", "imports", "languages", "lines", "neighbours", "postprocess",
                                                         "windows")] + ["codestral_lsp.lsp.features.code_actions",
-                                                                    "codestral_lsp.tools.lsp_client"]
+                                                                    "codestral_lsp.tools.lsp_client", "codestral_lsp.tools.stub_counts", "codestral_lsp.lsp.fim_edits"]
 
 
 @pytest.mark.parametrize("name", MODULES)

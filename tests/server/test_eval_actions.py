@@ -71,6 +71,7 @@ def test_heldout_only():
 
 def test_eval_runs_end_to_end_on_a_tiny_model(engine, tasks):
     completer = Completer(engine)
+    completer.settings.completion.timeout_ms = 600_000  # on a busy machine the budget would cut at random points
     result = evaluate_actions(completer, (tasks * 3)[:5])
     assert set(result) >= {"n_fix", "fix_exact", "fix_parses", "n_stub", "stub_edit_similarity", "stub_parses",
                            "p50_ms", "p95_ms", "model"}
@@ -79,6 +80,8 @@ def test_eval_runs_end_to_end_on_a_tiny_model(engine, tasks):
         assert result[key] is None or 0.0 <= result[key] <= 1.0
     assert result["p50_ms"] <= result["p95_ms"]
     assert result["fix_exact"] == 0.0  # a random model does not restore a statement
+    assert result["fix_typed_same"] == 1.0  # the cache kept from the completion changes no token
+    assert result["fix_typed_prefilled_tokens"] < 40  # only the note and the statement's line were prefilled
 
 
 class Scripted(Completer):

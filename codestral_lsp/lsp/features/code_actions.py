@@ -242,8 +242,9 @@ def list_actions(completer: Completer, doc: TextDocument, params: types.CodeActi
     return wanted(actions, params.context.only)
 
 
-def work_for(completer: Completer, doc: TextDocument, data: dict, open_doc):
-    """The function the worker runs for an action: an Edit, a reason for no edit (str), or None."""
+def work_for(completer: Completer, doc: TextDocument, data: dict, open_doc, others=()):
+    """The function the worker runs for an action: an Edit, a reason for no edit (str), or None (also
+    when cancelled). `others`: the other open documents, which lend snippets as to inline completion."""
     text, kind, start, end = doc.text, data["kind"], data["start"], data["end"]
     if kind in INSTRUCT_TITLES:
         def ask(cancelled):
@@ -251,7 +252,8 @@ def work_for(completer: Completer, doc: TextDocument, data: dict, open_doc):
             return (doc, *edit, "") if edit else None
         return ask
     if kind in ("fix", "rewrite"):
-        return lambda cancelled: regenerate(completer, doc, start, end, data.get("message", ""), cancelled)
+        return lambda cancelled: regenerate(completer, doc, start, end, data.get("message", ""), cancelled,
+                                            whole_lines=kind == "rewrite", others=others)
     if kind == "comment":
         return lambda cancelled: explain_by_fim(completer, doc, start, cancelled)
     if kind == "test":
@@ -260,7 +262,7 @@ def work_for(completer: Completer, doc: TextDocument, data: dict, open_doc):
 
     def work(cancelled):
         tree = completer.parses.get(doc.uri, doc.version, text, doc.language_id)
-        new_text, note = fill(completer, text, stub, doc.uri, cancelled, doc.language_id, tree=tree)
+        new_text, note = fill(completer, doc, stub, cancelled, tree=tree, others=others)
         if note and not parses_after(text, start, end, new_text, doc.language_id, tree):
             return None  # neither the body nor the comments parse (a stub inside broken code)
         return (doc, stub.start, stub.end, new_text, note) if new_text else None
@@ -294,12 +296,16 @@ def register(server: CodestralServer) -> None:
         if data["end"] > len(doc.text):
             raise JsonRpcInvalidParams(f"codeAction/resolve: range {data['start']}-{data['end']} is outside the document")
         try:
-            edit = await ls.scheduler.run(doc.uri, work_for(ls.completer, doc, data, ls.documents.get))
+            snapshot = TextDocument(doc.uri, doc.language_id, doc.version, doc.text)  # typing changes `doc`
+            work = work_for(ls.completer, snapshot, data, ls.documents.get, ls.other_documents(doc.uri))
+            edit = await ls.scheduler.run(doc.uri, work)
         except (Superseded, PositionError):
             return action
         except ValueError as exc:  # e.g. a selection too long for the model's context
             ls.log_message(f"codestral: {action.title}: {exc}", types.MessageType.Warning)
             return action
+        if ls.documents.get(data["uri"]) is not doc or doc.version != data["version"]:
+            return action  # typed in (or closed) meanwhile: the edit would land on other text
         if isinstance(edit, str):  # nothing to offer, and why
             ls.log_message(f"codestral: {action.title}: no edit, {edit}")
             action.title += f" (no edit: {edit})"
