@@ -5,6 +5,8 @@ CPU, around ~1 ms of arithmetic; `FusedDecoder` does the step in one call, readi
 bfloat16 and multiplying in float32 (csrc/fused_step.cpp). It is used only where that changes
 nothing but the summation order: float32 models on the CPU whose matrices hold bfloat16 values (the
 embedded model and any checkpoint saved in bfloat16), with a linear cache (no sliding-window ring).
+Its packed output table also gives prefill's logits, so an Engine whose model decodes with it keeps
+no float32 output table (`release_output_table`: 32 MB of the embedded model's resident memory).
 
 The extension is compiled once per machine (about 40 s: g++ and ninja, through
 torch.utils.cpp_extension) into ~/.cache/codestral-lsp/fused/<key>, the key covering the source,
