@@ -233,3 +233,13 @@ def restore_output_table(model: nn.Module) -> None:
     if isinstance(weight, torch.Tensor) and weight.is_meta:
         table = model.fused.output_weight().float()  # [vocab, dim]
         model.output.weight = nn.Parameter(table.t().contiguous().t(), requires_grad=False)
+
+
+def weights_as_values(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`model.state_dict()` with a released output table given back as float32 values (unpacked from
+    the fused step's copy, not kept), for what reads every weight (a GGUF file, transformers)."""
+    state = model.state_dict()
+    table = state.get("output.weight")
+    if table is not None and table.is_meta:
+        state["output.weight"] = model.fused.output_weight().float()
+    return state

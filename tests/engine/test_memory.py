@@ -9,6 +9,7 @@ import sys
 import torch
 
 from engine import Engine
+from engine.fused import weights_as_values
 
 
 def test_loading_imports_no_compiler_machinery():
@@ -40,6 +41,9 @@ def test_output_tables_follow_the_step_that_decodes(monkeypatch):
         return
     assert eng.model.greedy_screen is None and eng.model.output_row_major is None
     assert eng.model.output.weight.is_meta
+    state, expected_state = weights_as_values(eng.model), plain.model.state_dict()  # what GGUF and transformers get
+    assert state.keys() == expected_state.keys()
+    assert all(torch.equal(state[name].float(), expected_state[name].float()) for name in state)
     assert eng.info()["weights_mb"] < plain.info()["weights_mb"] - 5  # the packed copies count, the table once
     short = "def add(a, b):\n    return"  # prefilled by the fused step alone
     assert eng.complete(short, max_tokens=6).tokens == plain.complete(short, max_tokens=6).tokens
