@@ -131,12 +131,14 @@ class Engine:
     def _fit_output_tables(self) -> None:
         """The PyTorch step's output-table helpers only while it is the step that decodes; with the
         fused step on, the float32 output table goes too (its packed copy gives every logit)."""
-        from .fused import release_output_table
+        from .fused import release_output_table, restore_output_table
 
         if self.fused_status == "on":
             drop_output_tables(self.model)
             release_output_table(self.model)
-        elif self.model.greedy_screen is None and self.model.output_row_major is None:
+            return
+        restore_output_table(self.model)  # released by an earlier attach
+        if self.model.greedy_screen is None and self.model.output_row_major is None:
             prepare_output_tables(self.model)
 
     def attach_draft(self, draft: "str | Path | Engine | None" = None) -> "Engine":

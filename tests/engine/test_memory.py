@@ -51,3 +51,6 @@ def test_output_tables_follow_the_step_that_decodes(monkeypatch):
     assert eng.complete(PROMPT, max_tokens=16).tokens == expected
     eng.complete(PROMPT[:-30], max_tokens=4, session="doc")
     assert eng.complete(PROMPT, max_tokens=16, session="doc").tokens == expected  # warm: a few tokens prefilled
+    monkeypatch.setenv("CODESTRAL_LSP_FUSED", "off")
+    assert "turned off" in eng.use_fused_step()  # the PyTorch step's table and helpers come back
+    assert torch.equal(eng.model.output.weight, plain.model.output.weight)
