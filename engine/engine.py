@@ -24,7 +24,8 @@ from .checkpoints.loading import Checkpoint, embedded_draft_dir, find_checkpoint
 from .checkpoints.tokenizer import Tokenizer
 from .generate import Generation, Request, StopFn, decode, prefill
 from .kv_cache import CachePool, KVCache
-from .model import Transformer, drop_output_tables, prepare_output_tables, store_weights_transposed
+from .model import (Transformer, drop_output_tables, keep_embeddings_in_bfloat16, prepare_output_tables,
+                    store_weights_transposed)
 from .sampling import SamplingParams
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -103,6 +104,8 @@ class Engine:
         if dev.type == "cpu":
             store_weights_transposed(model, output_tables=False)  # the float Linear layers that are left
         engine = cls(model, tokenizer, ckpt, **options)
+        if dev.type == "cpu":
+            keep_embeddings_in_bfloat16(model)  # after `cls`, which takes the dtype from the first parameter
         engine.use_fused_step(build=False)  # when this machine has built it already; returns freed heap pages
         return engine
 
@@ -126,10 +129,16 @@ class Engine:
         return self.fused_status
 
     def _fit_output_tables(self) -> None:
-        """The PyTorch step's output-table helpers only while it is the step that decodes."""
+        """The PyTorch step's output-table helpers only while it is the step that decodes; with the
+        fused step on, the float32 output table goes too (its packed copy gives every logit)."""
+        from .fused import release_output_table, restore_output_table
+
         if self.fused_status == "on":
             drop_output_tables(self.model)
-        elif self.model.greedy_screen is None and self.model.output_row_major is None:
+            release_output_table(self.model)
+            return
+        restore_output_table(self.model)  # released by an earlier attach
+        if self.model.greedy_screen is None and self.model.output_row_major is None:
             prepare_output_tables(self.model)
 
     def attach_draft(self, draft: "str | Path | Engine | None" = None) -> "Engine":
@@ -292,10 +301,13 @@ def _drained(gen: Generation) -> Completion:
 
 def weights_bytes(model: torch.nn.Module) -> int:
     """Bytes of the weights as held: parameters and buffers (int8 layers keep theirs as buffers), each
-    storage counted once."""
-    seen, total = set(), 0
+    storage counted once, and the fused step's packed copies; a table that only the fused step holds
+    (the output table, on the meta device in the model: `fused.release_output_table`) counts once."""
+    from .fused import packed_bytes
+
+    seen, total = set(), packed_bytes(model)
     for t in list(model.parameters()) + list(model.buffers()):
-        if t.data_ptr() not in seen:
+        if not t.is_meta and t.data_ptr() not in seen:
             seen.add(t.data_ptr())
             total += t.numel() * t.element_size()
     return total

@@ -5,6 +5,8 @@ CPU, around ~1 ms of arithmetic; `FusedDecoder` does the step in one call, readi
 bfloat16 and multiplying in float32 (csrc/fused_step.cpp). It is used only where that changes
 nothing but the summation order: float32 models on the CPU whose matrices hold bfloat16 values (the
 embedded model and any checkpoint saved in bfloat16), with a linear cache (no sliding-window ring).
+Its packed output table also gives prefill's logits, so an Engine whose model decodes with it keeps
+no float32 output table (`release_output_table`: 32 MB of the embedded model's resident memory).
 
 The extension is compiled once per machine (about 40 s: g++ and ninja, through
 torch.utils.cpp_extension) into ~/.cache/codestral-lsp/fused/<key>, the key covering the source,
@@ -182,12 +184,19 @@ def _matrices(model) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
+def packed_bytes(model: nn.Module) -> int:
+    """Bytes of the matrices the fused decoder holds packed in bfloat16 (none while it is off)."""
+    return 0 if getattr(model, "fused", None) is None else sum(2 * w.numel() for _, w in _matrices(model))
+
+
 def attach(model: nn.Module, module) -> str:
     """Give `model` a fused decoder (`model.fused`) from the extension `module` (`load()`); returns "on",
     or why it could not."""
     if module is None:
         return failure() or ("turned off (CODESTRAL_LSP_FUSED)" if not enabled() else NOT_BUILT)
     from .model import STEP_ROWS
+
+    restore_output_table(model)  # attached again (a benchmark's build=True): the checks below read it
 
     if module.max_rows != STEP_ROWS:  # a library built from another source: `run` would send it too many rows
         return f"the extension takes {module.max_rows} tokens per call where the model's step takes {STEP_ROWS}"
@@ -197,10 +206,40 @@ def attach(model: nn.Module, module) -> str:
     a, layers = model.args, model.layers
     bf16 = lambda w: w.detach().to(torch.bfloat16).contiguous()  # exact: checked by `unsupported`
     norm = lambda w: w.detach().float().contiguous()
+    table = model.tok_embeddings.weight.detach()  # float32, or bfloat16 (model.keep_embeddings_in_bfloat16): read as is
     model.fused = module.FusedDecoder(
-        model.tok_embeddings.weight.detach().float().contiguous(),
+        table.contiguous() if table.dtype == torch.bfloat16 else table.float().contiguous(),
         [norm(l.attention_norm.weight) for l in layers], [bf16(l.attention.wqkv) for l in layers],
         [bf16(l.attention.wo.weight) for l in layers], [norm(l.ffn_norm.weight) for l in layers],
         [bf16(l.feed_forward.w13) for l in layers], [bf16(l.feed_forward.w2.weight) for l in layers],
         norm(model.norm.weight), bf16(model.output.weight), a.n_heads, a.n_kv_heads, a.head_dim, a.norm_eps)
     return "on"
+
+
+def release_output_table(model: nn.Module) -> None:
+    """While `model.fused` is on, its packed bfloat16 output table gives every logit (the steps', and
+    prefill's through `Transformer.logits_of`), so the model's float32 table (32 MB of the embedded
+    model) goes; a tensor on the meta device keeps its shape. `restore_output_table` gives it back,
+    exactly: `unsupported` checked that its values are bfloat16 values."""
+    weight = model.output.weight
+    if model.fused is not None and not weight.is_meta:
+        model.output.weight = nn.Parameter(torch.empty_like(weight, device="meta"), requires_grad=False)
+
+
+def restore_output_table(model: nn.Module) -> None:
+    """The float32 output table again after `release_output_table`, for the PyTorch step (`bench`'s
+    step costs time it) or another attach, in the layout `store_weights_transposed` gives it."""
+    weight = getattr(getattr(model, "output", None), "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.is_meta:
+        table = model.fused.output_weight().float()  # [vocab, dim]
+        model.output.weight = nn.Parameter(table.t().contiguous().t(), requires_grad=False)
+
+
+def weights_as_values(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`model.state_dict()` with a released output table given back as float32 values (unpacked from
+    the fused step's copy, not kept), for what reads every weight (a GGUF file, transformers)."""
+    state = model.state_dict()
+    table = state.get("output.weight")
+    if table is not None and table.is_meta:
+        state["output.weight"] = model.fused.output_weight().float()
+    return state

@@ -217,6 +217,7 @@ class Transformer(nn.Module):
         self.output_row_major: torch.Tensor | None = None  # a row-major copy of output.weight: store_weights_transposed
         self.greedy_screen: ScreenedArgmax | None = None  # int8 screening of greedy tokens: store_weights_transposed
         self.fused = None  # the whole step in one C++ call where it applies (engine/fused.py)
+        self.widen_embeddings: torch.dtype | None = None  # the table is narrower: `keep_embeddings_in_bfloat16`
 
     def rotations(self, start: int, length: int, device) -> torch.Tensor:
         """Rows start .. start+length-1 of the rotation table [length, head_dim // 2], computed once."""
@@ -235,10 +236,15 @@ class Transformer(nn.Module):
             mask, slots = causal_mask(positions, self.args.sliding_window), None
         else:
             slots, mask = cache.begin(positions)  # slots: [T], mask: [T, S_used]
-        x = self.tok_embeddings(tokens)  # [B, T, dim]
+        x = self.embed(tokens)  # [B, T, dim]
         for layer in self.layers:
             x = layer(x, rotation, mask, cache, slots)
         return self.norm(x)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Embedding rows of token ids [...] -> [..., dim], in the dtype the layers compute in."""
+        x = self.tok_embeddings(tokens)
+        return x if self.widen_embeddings is None else x.to(self.widen_embeddings)
 
     def run(self, tokens: list[int], cache: KVCache, want: str = "logits", chunk: int | None = None):
         """Append `tokens` to `cache` (positions from `cache.reserve`) and return what follows each:
@@ -321,6 +327,8 @@ class Transformer(nn.Module):
         rotation = self.rotations(pos, T, device)[:, None, :]  # [T, 1, D/2]
         x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 else \
             self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim]
+        if self.widen_embeddings is not None:
+            x = x.to(self.widen_embeddings)
         # Additive (a boolean mask is converted again in every layer): 0 where j <= pos + i, else -inf.
         mask = None if T == 1 else torch.full((T, pos + T), float("-inf"), dtype=x.dtype, device=device).triu(pos + 1)
         for i, layer in enumerate(self.layers):
@@ -342,11 +350,20 @@ class Transformer(nn.Module):
         return self.norm.forward(x)  # [T, dim]
 
     def logits_of(self, h: torch.Tensor) -> torch.Tensor:
-        """Float32 logits of final hidden states h [..., dim] -> [..., vocab]."""
+        """Float32 logits of final hidden states h [..., dim] -> [..., vocab].
+
+        With the fused step on, its packed table gives them (prefill's logits, as the steps'), and the
+        model may hold no float32 table then (`fused.release_output_table`). That swaps the table out
+        only after setting `fused`, so the table read before `fused` is real whenever `fused` is None
+        (the server switches to the fused step on another thread, while completions run)."""
+        table, row_major = self.output.weight, self.output_row_major
         rows = h.numel() // h.shape[-1]
-        if self.output_row_major is not None and 1 < rows <= STEP_ROWS:  # a speculative verification
-            return (self.output_row_major @ h.reshape(rows, -1).t()).t().reshape(*h.shape[:-1], -1).float()
-        return self.output.forward(h).float()
+        fused = self.fused
+        if fused is not None:
+            return fused.logits(h.reshape(rows, -1).contiguous()).view(*h.shape[:-1], -1)
+        if row_major is not None and 1 < rows <= STEP_ROWS:  # a speculative verification
+            return (row_major @ h.reshape(rows, -1).t()).t().reshape(*h.shape[:-1], -1).float()
+        return (F.linear(h, table) if type(self.output) is nn.Linear else self.output.forward(h)).float()
 
     def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None,
                 last_only: bool = False) -> torch.Tensor:
@@ -411,6 +428,24 @@ def prepare_output_tables(model: nn.Module) -> None:
 def drop_output_tables(model: nn.Module) -> None:
     if isinstance(model, Transformer):
         model.output_row_major = model.greedy_screen = None
+
+
+def keep_embeddings_in_bfloat16(model: nn.Module) -> bool:
+    """Keep a float32 CPU model's embedding table in bfloat16 when its values are bfloat16 values (a
+    checkpoint saved in bfloat16: the embedded model), half the memory (16 MB of the embedded model).
+    Rows widen back to float32 where they are read (`Transformer.embed`, and the fused step): exact,
+    so every output stays the same. Returns whether it did."""
+    if not isinstance(model, Transformer) or model.widen_embeddings is not None:
+        return False
+    table = model.tok_embeddings.weight.detach()
+    if table.dtype != torch.float32 or table.device.type != "cpu":
+        return False
+    narrow = table.bfloat16()
+    if not torch.equal(narrow.float(), table):
+        return False
+    model.tok_embeddings.weight = nn.Parameter(narrow, requires_grad=False)
+    model.widen_embeddings = torch.float32
+    return True
 
 
 def fuse_step_products(model: nn.Module) -> nn.Module:

@@ -180,10 +180,13 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
 
     import torch
 
+    from engine.fused import release_output_table, restore_output_table
     from engine.model import drop_output_tables, prepare_output_tables
 
     fused, cache = model.fused, new_cache()
     times: dict[str, list[float]] = {}
+    released = model.output.weight.is_meta  # an Engine's model while the fused step is on
+    restore_output_table(model)
     prepare_output_tables(model)  # the PyTorch step as it runs without the fused one
     try:
         with torch.inference_mode():
@@ -202,6 +205,8 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
     finally:
         model.fused = fused
         drop_output_tables(model)
+        if released:
+            release_output_table(model)
     result = {name: round(statistics.median(ms), 3) for name, ms in times.items()}
     for t in rows:
         result[f"speedup_{t}"] = round(result[f"pytorch_{t}"] / result[f"fused_{t}"], 2)

@@ -108,9 +108,10 @@ def transformers_model(engine):
     from transformers import MistralConfig, MistralForCausalLM
 
     from engine.checkpoints.loading import to_hf_state
+    from engine.fused import weights_as_values
 
     a = engine.args
-    state = engine.model.state_dict()
+    state = weights_as_values(engine.model)  # the fused step on: the output table is its copy alone
     if any(not t.is_floating_point() for t in state.values()):
         raise ValueError("the engine's weights are quantized; transformers needs the float weights")
     config = MistralConfig(vocab_size=a.vocab_size, hidden_size=a.dim, intermediate_size=a.hidden_dim,
@@ -175,8 +176,9 @@ def run_llama_cpp(engine, prompts: list[list[int]], max_tokens: int, threads: in
         try:
             if gguf_path is None:
                 from engine.checkpoints.gguf import write_gguf
+                from engine.fused import weights_as_values
 
-                gguf_path = write_gguf(engine.model.state_dict().items(), engine.args, engine.tokenizer.path,
+                gguf_path = write_gguf(weights_as_values(engine.model).items(), engine.args, engine.tokenizer.path,
                                        Path(tmp) / "model.gguf", "f32")
             llm = Llama(model_path=str(gguf_path), n_ctx=engine.max_context, n_batch=min(512, engine.max_context),
                         n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)

@@ -11,7 +11,10 @@
 //
 // Inputs (row-major): wqkv [(H + 2 Hkv) D, dim], wo [dim, H D], w13 [2 hidden, dim] (w1 rows then w3
 // rows), w2 [dim, hidden], output [vocab, dim], all bfloat16 and packed at construction (`pack`); the
-// KV cache [L, 1, Hkv, S, D] float32 of engine/kv_cache.py, written at positions pos..pos+T-1.
+// embeddings [vocab, dim] float32 or bfloat16 (rows widened as they are read: the model may keep its
+// table in bfloat16, engine/model.py); the KV cache [L, 1, Hkv, S, D] float32 of engine/kv_cache.py,
+// written at positions pos..pos+T-1. The packed output table also serves the model's prefill logits
+// (`logits`), so the model need not keep a float32 one (engine/fused.py, `release_output_table`).
 // Vector code for the CPU the compiler targets (-march=native): AVX-512 (16 floats a register) or
 // AVX2 with FMA (8 floats, 16 registers: most laptops); plain loops elsewhere. `isa` says which.
 
@@ -70,6 +73,17 @@ torch::Tensor pack(const torch::Tensor& w) {
   if (kLanes > 0)  // [tiles, blocks, 2, kLanes, in] -> [tiles, blocks, kLanes, 2, in]
     rows = rows.view({tiles, kTile / (2 * kLanes), 2, kLanes, in}).transpose(2, 3);
   return rows.reshape({tiles, kTile, in}).transpose(1, 2).contiguous();  // [out / 64, in, 64]
+}
+
+// W [out, in] bfloat16 again from pack(W): the same steps backwards.
+torch::Tensor unpack(const torch::Tensor& packed) {
+  TORCH_CHECK(packed.scalar_type() == torch::kBFloat16 && packed.dim() == 3 && packed.size(2) == kTile,
+              "unpack: a packed tensor [out / 64, in, 64] bfloat16");
+  const int64_t tiles = packed.size(0), in = packed.size(1);
+  torch::Tensor rows = packed.transpose(1, 2);  // [tiles, 64, in], interleaved columns as rows
+  if (kLanes > 0)  // [tiles, blocks, kLanes, 2, in] -> [tiles, blocks, 2, kLanes, in]
+    rows = rows.reshape({tiles, kTile / (2 * kLanes), kLanes, 2, in}).transpose(2, 3);
+  return rows.reshape({tiles * kTile, in}).contiguous();
 }
 
 // Vector operations on kLanes floats, written once for AVX-512 and AVX2 below (products, softmax, SiLU).
@@ -365,7 +379,23 @@ class FusedDecoder {
     for (auto* list : {&wqkv_, &wo_, &w13_, &w2_})
       for (auto& w : *list) w = pack(w.contiguous());
     TORCH_CHECK(H_ % Hkv_ == 0 && D_ % 2 == 0, "fused step: n_heads must be a multiple of n_kv_heads");
+    TORCH_CHECK(embeddings_.scalar_type() == torch::kFloat32 || embeddings_.scalar_type() == torch::kBFloat16,
+                "fused step: embeddings must be float32 or bfloat16");
   }
+
+  // Logits [T, vocab] of final hidden states h [T, dim] (any T): the output product of `step`, for
+  // the hidden states that the PyTorch path computes (prefill).
+  torch::Tensor logits(torch::Tensor h) {
+    TORCH_CHECK(h.scalar_type() == torch::kFloat32 && h.is_contiguous() && h.dim() == 2 && h.size(1) == dim_,
+                "fused step: hidden states must be [T, dim] float32, contiguous");
+    const int T = static_cast<int>(h.size(0));
+    auto out = torch::empty({T, vocab_}, torch::kFloat32);
+    linear(output_, h.data_ptr<float>(), T, out.data_ptr<float>(), vocab_, false);  // rows in groups of 6 a tile
+    return out;
+  }
+
+  // The output table [vocab, dim] bfloat16, unpacked from the copy the step reads.
+  torch::Tensor output_weight() const { return unpack(output_); }
 
   // Logits [T, vocab] (or [1, vocab] for the last token only) after tokens at positions pos..pos+T-1,
   // whose keys and values are written into K and V. rotation: [T, D/2, 2] (cos, sin) of those positions.
@@ -408,8 +438,14 @@ class FusedDecoder {
 
     std::vector<float> x(T * dim), h(T * dim), qkv(T * qkv_width), att(T * H * D), gu(T * 2 * hidden_),
         act(T * hidden_), scores(T * H * (pos + T));
-    const float* emb = embeddings_.data_ptr<float>();
-    for (int t = 0; t < T; ++t) std::memcpy(&x[t * dim], emb + ids[t] * dim, dim * sizeof(float));
+    if (embeddings_.scalar_type() == torch::kBFloat16) {  // exact: a bfloat16 value is a float32 value
+      const uint16_t* emb = reinterpret_cast<const uint16_t*>(embeddings_.data_ptr());
+      for (int t = 0; t < T; ++t)
+        for (int64_t i = 0; i < dim; ++i) x[t * dim + i] = bf16_to_float(emb[ids[t] * dim + i]);
+    } else {
+      const float* emb = embeddings_.data_ptr<float>();
+      for (int t = 0; t < T; ++t) std::memcpy(&x[t * dim], emb + ids[t] * dim, dim * sizeof(float));
+    }
     const float scale = 1.f / std::sqrt(static_cast<float>(D));
 
     for (int64_t l = 0; l < L; ++l) {
@@ -520,6 +556,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("isa") = kIsa;  // the vector code compiled: "avx512", "avx2" or "scalar"
   m.attr("max_rows") = kMaxRows;  // tokens per call, which engine/fused.py checks against STEP_ROWS
   m.def("pack", &pack);
+  m.def("unpack", &unpack);
   m.def("linear", &linear_for_tests);
   m.def("argmax", &argmax_for_tests);
   pybind11::class_<FusedDecoder>(m, "FusedDecoder")
@@ -528,5 +565,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           std::vector<torch::Tensor>, torch::Tensor, torch::Tensor, int64_t, int64_t, int64_t,
                           double>())
       .def("step", &FusedDecoder::step, pybind11::call_guard<pybind11::gil_scoped_release>())
-      .def("greedy", &FusedDecoder::greedy, pybind11::call_guard<pybind11::gil_scoped_release>());
+      .def("greedy", &FusedDecoder::greedy, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("logits", &FusedDecoder::logits, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("output_weight", &FusedDecoder::output_weight);
 }

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from engine import fused
 from engine.generate import decode, prefill
 from engine.kv_cache import KVCache
-from engine.model import store_weights_transposed
+from engine.model import keep_embeddings_in_bfloat16, store_weights_transposed
 from engine.quantize import quantize_int8
 from engine.sampling import SamplingParams
 from engine.speculative import DraftLength, PromptLookup, speculate
@@ -81,6 +81,11 @@ def test_the_vector_code_matches_the_cpu(module):
     flags = next((line.split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
     expected = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= set(flags) else "scalar"
     assert module.isa == expected
+
+
+def test_unpacking_gives_the_matrix_back(module):
+    w = torch.randn(192, 40, generator=torch.Generator().manual_seed(5)).bfloat16()
+    assert torch.equal(module.unpack(module.pack(w)), w)
 
 
 def test_argmax_takes_the_first_of_equal_maxima(module):
@@ -162,6 +167,83 @@ def test_greedy_and_speculative_decoding_equal_plain_decoding(module, random_pro
     assert fused.attach(model, module) == "on"
     assert greedy(False) == plain
     assert greedy(True) == plain
+
+
+def test_the_decoders_output_product_gives_any_number_of_rows(module):
+    """`logits` (prefill's logits while the step is on) against float32 products, and the table it
+    unpacks, exactly the model's."""
+    model = bf16_model(seed=4)
+    assert fused.attach(model, module) == "on"
+    h = torch.randn(40, model.args.dim, generator=torch.Generator().manual_seed(2))
+    table = model.output.weight.detach()
+    for rows in (1, 7, 40):
+        torch.testing.assert_close(model.fused.logits(h[:rows]), F.linear(h[:rows], table), rtol=1e-5, atol=1e-4)
+    assert torch.equal(model.fused.output_weight().float(), table)
+    with pytest.raises(RuntimeError, match="hidden states"):
+        model.fused.logits(h[:, :8])
+
+
+def greedy_run(model, prompt: list[int], new: int = 24, reuse: list[int] | None = None):
+    """Greedy tokens after `prompt` and the logits after it, prefilled cold, or after `reuse` (a
+    session's earlier prompt: only what differs is prefilled)."""
+    cache = new_cache(model)
+    with torch.inference_mode():
+        if reuse is not None:
+            prefill(model, cache, reuse)
+        logits, _ = prefill(model, cache, prompt)
+        steps = decode(model, cache, logits, SamplingParams())
+        return [next(steps)[0] for _ in range(new)], logits
+
+
+def test_a_bfloat16_embedding_table_changes_no_value(module, random_prompt):
+    """The table kept in bfloat16 (`keep_embeddings_in_bfloat16`) widens exactly: the PyTorch path and
+    the fused step give bit for bit what they give from the float32 table."""
+    import copy
+    import random
+
+    plain = bf16_model(seed=5)
+    narrow = copy.deepcopy(plain)
+    assert keep_embeddings_in_bfloat16(narrow) and narrow.tok_embeddings.weight.dtype == torch.bfloat16
+    assert not keep_embeddings_in_bfloat16(store_weights_transposed(random_model(tiny_args(), 1)))  # float32 values
+    prompt = random_prompt(random.Random(4), 30)
+    for model in (plain, narrow):
+        model.fused = None
+    (tokens, logits), (narrow_tokens, narrow_logits) = greedy_run(plain, prompt), greedy_run(narrow, prompt)
+    assert narrow_tokens == tokens and torch.equal(narrow_logits, logits)
+    assert fused.attach(plain, module) == "on" and fused.attach(narrow, module) == "on"
+    steps = []
+    for model in (plain, narrow):  # steps of several tokens (speculative verifications) too
+        cache = new_cache(model)
+        with torch.inference_mode():
+            prefill(model, cache, prompt)
+            steps.append(model.step(prompt[:5], cache))
+    assert torch.equal(steps[0], steps[1])
+    assert greedy_run(narrow, prompt)[0] == greedy_run(plain, prompt)[0]
+
+
+def test_the_float32_output_table_goes_while_the_step_is_on(module, random_prompt):
+    """Released, the table is not held; prefill's logits then come from the packed table, cold and warm
+    alike, and the tokens are those of the PyTorch step; restored, it is the float32 table again."""
+    import random
+
+    model = bf16_model(seed=6)
+    table = model.output.weight.detach().clone()
+    rng = random.Random(7)
+    earlier = random_prompt(rng, 40)
+    prompt = earlier[:30] + random_prompt(rng, 12)  # a session's next prompt: 30 tokens reused
+    pytorch_tokens, _ = greedy_run(model, prompt)
+    assert fused.attach(model, module) == "on"
+    fused.release_output_table(model)
+    assert model.output.weight.is_meta
+    cold, cold_logits = greedy_run(model, prompt)
+    warm, warm_logits = greedy_run(model, prompt, reuse=earlier)
+    assert cold == warm == pytorch_tokens
+    torch.testing.assert_close(warm_logits, cold_logits, rtol=0, atol=1e-4)
+    fused.restore_output_table(model)
+    assert torch.equal(model.output.weight, table) and model.output.weight.stride() == table.stride()
+    fused.release_output_table(model)
+    assert fused.attach(model, module) == "on"  # attached again (a benchmark's build=True): restored first
+    assert torch.equal(model.output.weight, table)
 
 
 def test_only_models_it_computes_exactly(module):
