@@ -6,8 +6,9 @@
 // codes for the K-quants), and each weight block is multiplied with integer dot products:
 // u8 x s8 multiply-adds (AVX2 `maddubs` + `madd`, AVX-512 VNNI `dpbusd`/`dpwssd`), the block's
 // scales applied once per block in float. Every weight row is read once for all rows of x (groups of
-// kGroup rows share each decoded block), so a verification of 5 tokens reads the weights once.
-// Threads split N (ATen's pool: torch.set_num_threads).
+// kGroup rows share each decoded block, tiles of weight rows stay in the cache for the next group),
+// so a verification of 5 tokens reads the weights once. Threads split N (ATen's pool:
+// torch.set_num_threads).
 //
 // Vector code for the CPU the compiler targets (-march=native): AVX-512 with VNNI, else AVX2 (with
 // FMA and F16C), else plain loops; `isa` says which. The plain loops are also the specification the
@@ -96,9 +97,11 @@ struct Activations {
   std::vector<int8_t> q;        // [rows, K]
   std::vector<float> scale;     // [rows, K / block]
   std::vector<int16_t> sums;    // [rows, K / 16]
+  std::vector<float> lanes;     // [rows, K / 32 * 8]: blocks of 32 only, each scale 8 times (a vector operand)
   const int8_t* codes(int r) const { return q.data() + static_cast<size_t>(r) * K; }
   const float* scales(int r) const { return scale.data() + static_cast<size_t>(r) * (K / block); }
   const int16_t* sums16(int r) const { return sums.data() + static_cast<size_t>(r) * (K / 16); }
+  const float* scale_lanes(int r) const { return lanes.data() + static_cast<size_t>(r) * (K / 4); }
 };
 
 Activations quantize_activations(const float* x, int rows, int K, int block) {
@@ -122,6 +125,10 @@ Activations quantize_activations(const float* x, int rows, int K, int block) {
       for (int i = 0; i < 16; ++i) s += a.q[static_cast<size_t>(r) * K + j * 16 + i];
       a.sums[static_cast<size_t>(r) * (K / 16) + j] = static_cast<int16_t>(s);
     }
+  }
+  if (block == 32) {
+    a.lanes.resize(static_cast<size_t>(rows) * (K / 4));
+    for (size_t i = 0; i < a.lanes.size(); ++i) a.lanes[i] = a.scale[i / 8];
   }
   return a;
 }
@@ -343,75 +350,54 @@ void dot_kquant(int qtype, const uint8_t* w, int blocks, const Activations& a, i
 #endif
 }
 
-// Q8_0 and Q4_0: per block of 32 and row, the integer dot of the codes, times d * dx.
+// Q8_0 and Q4_0: per block of 32 and row, the integer dot of the signed codes, times d * dx. The u8 x s8
+// products take |w| and x with w's sign; each block's dot stays in 8 int32 lanes, scaled by d in
+// float and by the activations' scale lanes (dx 8 times) in the multiply-add.
 template <int R>
 void dot_block32(int qtype, const uint8_t* w, int blocks, const Activations& a, int r0, float* res) {
   const int bytes = layout_of(qtype).bytes;
-  const bool q8 = qtype == kQ8_0;
 #if defined(QK_AVX2) || defined(QK_AVX512)
-  // Q8_0's signed weights go through u8 x s8 products as |w| times x with w's sign; Q4_0's codes are
-  // 0..15 as stored, and the offset of 8 is taken off with the block's sum of x codes.
-  auto codes = [&](const uint8_t* blk, __m256i& u, __m256i& sign) {
-    if (q8) {
-      sign = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-      u = _mm256_sign_epi8(sign, sign);
-    } else {
-      u = nibbles(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
-    }
+  auto signed_codes = [&](const uint8_t* blk) {
+    if (qtype == kQ8_0) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    return _mm256_sub_epi8(nibbles(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2))), _mm256_set1_epi8(8));
   };
-  float offset[R] = {};
 #if defined(QK_AVX512)
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  int b = 0;
-  for (; b + 2 <= blocks; b += 2) {  // two blocks a register
-    const uint8_t *b0 = w + static_cast<size_t>(b) * bytes, *b1 = b0 + bytes;
-    __m256i u0, u1, s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-    codes(b0, u0, s0);
-    codes(b1, u1, s1);
-    const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
-    const __mmask64 negative = _mm512_movepi8_mask(_mm512_inserti64x4(_mm512_castsi256_si512(s0), s1, 1));
-    const float d0 = half_to_float(b0), d1 = half_to_float(b1);
-    for (int r = 0; r < R; ++r) {
-      __m512i x = _mm512_loadu_si512(a.codes(r0 + r) + 32 * b);
-      if (q8) x = _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x);
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
-      const float* dx = a.scales(r0 + r) + b;
-      const __m512 scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0 * dx[0]), _mm512_set1_ps(d1 * dx[1]));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r]);
-      if (!q8) offset[r] += 8.0f * (d0 * dx[0] * (a.sums16(r0 + r)[2 * b] + a.sums16(r0 + r)[2 * b + 1]) +
-                                    d1 * dx[1] * (a.sums16(r0 + r)[2 * b + 2] + a.sums16(r0 + r)[2 * b + 3]));
-    }
-  }
-  __m256 tail[R];
-  for (int r = 0; r < R; ++r) tail[r] = _mm256_setzero_ps();
-#else
-  __m256 tail[R];
-  for (int r = 0; r < R; ++r) tail[r] = _mm256_setzero_ps();
-  int b = 0;
-#endif
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (; b < blocks; ++b) {
+  for (int b = 0; b < blocks; b += 2) {  // two blocks a register; an odd last block with a zero beside it
+    const bool pair = b + 1 < blocks;
     const uint8_t* blk = w + static_cast<size_t>(b) * bytes;
-    __m256i u, sign = _mm256_setzero_si256();
-    codes(blk, u, sign);
-    const float d = half_to_float(blk);
+    const __m512i ws = _mm512_inserti64x4(_mm512_castsi256_si512(signed_codes(blk)),
+                                          pair ? signed_codes(blk + bytes) : _mm256_setzero_si256(), 1);
+    const __m512i u = _mm512_abs_epi8(ws);
+    const __mmask64 negative = _mm512_movepi8_mask(ws), xmask = pair ? ~0ULL : 0xFFFFFFFFULL;
+    const __mmask16 lanes = pair ? 0xFFFF : 0x00FF;
+    const __m512 d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half_to_float(blk)),
+                                          _mm512_set1_ps(pair ? half_to_float(blk + bytes) : 0.0f));
     for (int r = 0; r < R; ++r) {
-      __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.codes(r0 + r) + 32 * b));
-      if (q8) x = _mm256_sign_epi8(x, sign);
-      const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones);
-      const float scale = d * a.scales(r0 + r)[b];
-      tail[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(scale), tail[r]);
-      if (!q8) offset[r] += 8.0f * scale * (a.sums16(r0 + r)[2 * b] + a.sums16(r0 + r)[2 * b + 1]);
+      __m512i x = _mm512_maskz_loadu_epi8(xmask, a.codes(r0 + r) + 32 * b);
+      x = _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x);
+      const __m512 dot = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x)), d);
+      acc[r] = _mm512_fmadd_ps(dot, _mm512_maskz_loadu_ps(lanes, a.scale_lanes(r0 + r) + 8 * b), acc[r]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-#if defined(QK_AVX512)
-    res[r] = _mm512_reduce_add_ps(acc[r]) + hsum(tail[r]) - offset[r];
+  for (int r = 0; r < R; ++r) res[r] = _mm512_reduce_add_ps(acc[r]);
 #else
-    res[r] = hsum(tail[r]) - offset[r];
-#endif
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int b = 0; b < blocks; ++b) {
+    const uint8_t* blk = w + static_cast<size_t>(b) * bytes;
+    const __m256i ws = signed_codes(blk), u = _mm256_sign_epi8(ws, ws);
+    const __m256 d = _mm256_set1_ps(half_to_float(blk));
+    for (int r = 0; r < R; ++r) {
+      const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.codes(r0 + r) + 32 * b)), ws);
+      const __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones)), d);
+      acc[r] = _mm256_fmadd_ps(dot, _mm256_loadu_ps(a.scale_lanes(r0 + r) + 8 * b), acc[r]);
+    }
   }
+  for (int r = 0; r < R; ++r) res[r] = hsum(acc[r]);
+#endif
 #else
   float acc[R] = {};
   int8_t v[32];
@@ -513,13 +499,19 @@ void qmatmul(const torch::Tensor& x, const torch::Tensor& raw, int64_t qtype, to
   const uint8_t* w = raw.data_ptr<uint8_t>();
   float* o = out.data_ptr<float>();
   const int64_t row_bytes = raw.size(1);
-  at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
+  // Weight rows in tiles of kTile, each tile read from memory once and multiplied with one group of
+  // rows of x after the other (from the cache): one group's activations stay in L1 for the tile,
+  // where all 16 rows' (64 KB at K = 2048 for Q8_0) would not.
+  constexpr int64_t kTile = 32;
+  at::parallel_for(0, N, kTile, [&](int64_t begin, int64_t end) {
     float res[kGroup];
-    for (int64_t n = begin; n < end; ++n) {
+    for (int64_t tile = begin; tile < end; tile += kTile) {
       for (int r0 = 0; r0 < rows; r0 += kGroup) {
         const int group = static_cast<int>(std::min<int64_t>(kGroup, rows - r0));
-        dot_group(group, static_cast<int>(qtype), w + n * row_bytes, static_cast<int>(K), xp, a, r0, res);
-        for (int r = 0; r < group; ++r) o[(r0 + r) * N + n] = res[r];
+        for (int64_t n = tile; n < std::min(end, tile + kTile); ++n) {
+          dot_group(group, static_cast<int>(qtype), w + n * row_bytes, static_cast<int>(K), xp, a, r0, res);
+          for (int r = 0; r < group; ++r) o[(r0 + r) * N + n] = res[r];
+        }
       }
     }
   });

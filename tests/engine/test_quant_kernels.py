@@ -127,7 +127,7 @@ def check(module, qtype, raw: np.ndarray, x: np.ndarray) -> None:
 @pytest.mark.parametrize("rows", [1, 5, 16])
 def test_random_blocks_against_gguf(module, qtype, rows):
     """K of one block and of many (an odd count: the AVX-512 code takes blocks of 32 two by two), and
-    N = 37, not a multiple of the threads' chunk of 16 rows."""
+    N = 37, not a multiple of the tile of 32 weight rows that the threads share out."""
     rng = np.random.default_rng(int(qtype) * 100 + rows)
     block = GGML_QUANT_SIZES[qtype][0]
     for k in ([7, 96] if block == 1 else [block, block * (37 if block == 32 else 5)]):
