@@ -11,6 +11,7 @@ torch.utils.cpp_extension) into ~/.cache/codestral-lsp/fused/<key>, the key cove
 torch's version and the CPU's flags. Nothing waits for it by default: `Engine.load` uses it when it
 is already built, the language server builds it in the background and switches when it is ready, and
 the benchmarks build it first (`build=True`). CODESTRAL_LSP_FUSED=off turns it off everywhere.
+`Extension` is that build machinery; engine/quant_kernels.py builds the GGUF kernels with it.
 """
 
 from __future__ import annotations

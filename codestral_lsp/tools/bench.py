@@ -259,11 +259,13 @@ KERNEL_TYPES = ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16")
 
 def bench_kernels(types: tuple[str, ...] = KERNEL_TYPES, shapes=KERNEL_SHAPES, rows: tuple[int, ...] = (1, 5, 16),
                   threads: int = 2, calls: int = 30) -> dict:
-    """Milliseconds of `quant_kernels.qmatmul` per type, shape and rows of x (the median of `calls`
-    and the best: on a shared machine the best is what the kernel can do, the median what it got),
-    the GB/s of weight bytes of the best, the cost of 5 rows over 1 (a speculative verification
-    against a decode step, from the best), and beside it torch's float32 matmul with the dequantized
-    matrix (4 bytes a weight)."""
+    """Milliseconds of `quant_kernels.qmatmul` per type, shape and rows of x: the median of `calls`
+    and the best wall-clock times, and the best CPU time of the process (all threads together), the
+    GB/s of weight bytes of the best, the cost of 5 rows over 1 (a speculative verification against
+    a decode step), and beside them torch's float32 matmul with the dequantized matrix (4 bytes a
+    weight). On a loaded machine a call longer than the scheduler's slice is always interrupted, so
+    its wall-clock figures grow with the load; its CPU time does not (with one thread it is the
+    kernel's own time)."""
     import statistics
 
     import torch
@@ -276,15 +278,16 @@ def bench_kernels(types: tuple[str, ...] = KERNEL_TYPES, shapes=KERNEL_SHAPES, r
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
 
-    def timed(fn) -> tuple[float, float]:  # (median, best) milliseconds
+    def timed(fn) -> tuple[float, float, float]:  # (median, best, best CPU time) milliseconds
         for _ in range(3):
             fn()
-        times = []
+        times, cpu = [], []
         for _ in range(calls):
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             fn()
             times.append((time.perf_counter() - started) * 1000)
-        return statistics.median(times), min(times)
+            cpu.append((time.process_time() - started_cpu) * 1000)
+        return statistics.median(times), min(times), min(cpu)
 
     result = {"isa": module.isa, "threads": threads, "calls": calls, "kernels": {},
               "llama.cpp": "llama-cpp-python binds llama.h only: no single matrix product to time"}
@@ -298,13 +301,15 @@ def bench_kernels(types: tuple[str, ...] = KERNEL_TYPES, shapes=KERNEL_SHAPES, r
                 entry = {"weight_mb": round(raw.numel() / 1e6, 2)}
                 for t in rows:
                     x, out = torch.randn(t, k, generator=gen), torch.empty(t, n)
-                    ms, best = timed(lambda: module.qmatmul(x, raw, qtype, out))
-                    torch_ms, torch_best = timed(lambda: torch.mm(x, dense.t(), out=out))
-                    entry[f"rows_{t}"] = {"ms": round(ms, 3), "best_ms": round(best, 3),
+                    ms, best, cpu = timed(lambda: module.qmatmul(x, raw, qtype, out))
+                    torch_ms, torch_best, torch_cpu = timed(lambda: torch.mm(x, dense.t(), out=out))
+                    entry[f"rows_{t}"] = {"ms": round(ms, 3), "best_ms": round(best, 3), "cpu_ms": round(cpu, 3),
                                           "gb_per_s": round(raw.numel() / best / 1e6, 1),
-                                          "torch_float32_ms": round(torch_ms, 3), "torch_float32_best_ms": round(torch_best, 3)}
+                                          "torch_float32_ms": round(torch_ms, 3), "torch_float32_best_ms": round(torch_best, 3),
+                                          "torch_float32_cpu_ms": round(torch_cpu, 3)}
                 if {1, 5} <= set(rows):
                     entry["cost_5_over_1"] = round(entry["rows_5"]["best_ms"] / entry["rows_1"]["best_ms"], 2)
+                    entry["cpu_cost_5_over_1"] = round(entry["rows_5"]["cpu_ms"] / entry["rows_1"]["cpu_ms"], 2)
                 result["kernels"][f"{name} {n}x{k}"] = entry
     finally:
         torch.set_num_threads(previous)

@@ -242,8 +242,9 @@ def test_the_kernel_benchmark_reports_every_figure(kernels):
     result = bench_kernels(types=("Q4_K", "Q8_0"), shapes=((64, 512),), rows=(1, 5), calls=2)
     assert set(result["kernels"]) == {"Q4_K 64x512", "Q8_0 64x512"}
     entry = result["kernels"]["Q4_K 64x512"]
-    assert set(entry) == {"weight_mb", "rows_1", "rows_5", "cost_5_over_1"}
-    assert set(entry["rows_5"]) == {"ms", "best_ms", "gb_per_s", "torch_float32_ms", "torch_float32_best_ms"}
+    assert set(entry) == {"weight_mb", "rows_1", "rows_5", "cost_5_over_1", "cpu_cost_5_over_1"}
+    assert set(entry["rows_5"]) == {"ms", "best_ms", "cpu_ms", "gb_per_s", "torch_float32_ms", "torch_float32_best_ms",
+                                    "torch_float32_cpu_ms"}
     for name in ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16"):
         dense = kernels.dequantize_rows(_random_blocks(name, 8, 512, torch.Generator()), kernels.QTYPES[name])
         assert torch.isfinite(dense).all() and dense.abs().max() > 0, name
