@@ -100,10 +100,12 @@ struct Activations {
   std::vector<float> scale;     // [rows, K / block]
   std::vector<int16_t> sums;    // [rows, K / 16]
   std::vector<float> lanes;     // [rows, K / 32 * 8]: blocks of 32 only, each scale 8 times (a vector operand)
+  std::vector<uint8_t> biased;  // [rows, K]: AVX-512 and blocks of 32 only, codes + 128 (an unsigned operand)
   const int8_t* codes(int r) const { return q.data() + static_cast<size_t>(r) * K; }
   const float* scales(int r) const { return scale.data() + static_cast<size_t>(r) * (K / block); }
   const int16_t* sums16(int r) const { return sums.data() + static_cast<size_t>(r) * (K / 16); }
   const float* scale_lanes(int r) const { return lanes.data() + static_cast<size_t>(r) * (K / 4); }
+  const uint8_t* biased_codes(int r) const { return biased.data() + static_cast<size_t>(r) * K; }
 };
 
 Activations quantize_activations(const float* x, int rows, int K, int block) {
@@ -131,6 +133,10 @@ Activations quantize_activations(const float* x, int rows, int K, int block) {
   if (block == 32) {
     a.lanes.resize(static_cast<size_t>(rows) * (K / 4));
     for (size_t i = 0; i < a.lanes.size(); ++i) a.lanes[i] = a.scale[i / 8];
+#if defined(QK_AVX512)
+    a.biased.resize(a.q.size());
+    for (size_t i = 0; i < a.q.size(); ++i) a.biased[i] = static_cast<uint8_t>(a.q[i] + 128);
+#endif
   }
   return a;
 }
@@ -364,8 +370,9 @@ void dot_kquant(int qtype, const uint8_t* w, int blocks, const Activations& a, i
 }
 
 // Q8_0 and Q4_0: per block of 32 and row, the integer dot of the signed codes, times d * dx. The u8 x s8
-// products take |w| and x with w's sign; each block's dot stays in 8 int32 lanes, scaled by d in
-// float and by the activations' scale lanes (dx 8 times) in the multiply-add.
+// products take |w| and x with w's sign (AVX2), or x + 128 and w, less 128 * sum(w) computed once
+// for all rows (AVX-512); each block's dot stays in 8 int32 lanes, scaled by d in float and by the
+// activations' scale lanes (dx 8 times) in the multiply-add.
 template <int R>
 void dot_block32(int qtype, const uint8_t* w, int blocks, const Activations& a, int r0, float* res) {
   const int bytes = layout_of(qtype).bytes;
@@ -383,16 +390,16 @@ void dot_block32(int qtype, const uint8_t* w, int blocks, const Activations& a, 
     const uint8_t* blk = w + static_cast<size_t>(b) * bytes;
     const __m512i ws = _mm512_inserti64x4(_mm512_castsi256_si512(signed_codes(blk)),
                                           pair ? signed_codes(blk + bytes) : _mm256_setzero_si256(), 1);
-    const __m512i u = _mm512_abs_epi8(ws);
-    const __mmask64 negative = _mm512_movepi8_mask(ws), xmask = pair ? ~0ULL : 0xFFFFFFFFULL;
+    const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),  // -128 * sum(w), 4 codes a lane
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), ws));
+    const __mmask64 xmask = pair ? ~0ULL : 0xFFFFFFFFULL;
     const __mmask16 lanes = pair ? 0xFFFF : 0x00FF;
     const __m512 d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half_to_float(blk)),
                                           _mm512_set1_ps(pair ? half_to_float(blk + bytes) : 0.0f));
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      __m512i x = _mm512_maskz_loadu_epi8(xmask, a.codes(r0 + r) + 32 * b);
-      x = _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x);
-      const __m512 dot = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x)), d);
+      const __m512i x = _mm512_maskz_loadu_epi8(xmask, a.biased_codes(r0 + r) + 32 * b);
+      const __m512 dot = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, x, ws)), d);
       acc[r] = _mm512_fmadd_ps(dot, _mm512_maskz_loadu_ps(lanes, a.scale_lanes(r0 + r) + 8 * b), acc[r]);
     }
   }
