@@ -8,7 +8,8 @@ plain loops; `isa()`), the weights read once for all rows. `dequantize_rows` wid
 to float32 (prefill, tile by tile). The extension is compiled on demand like the fused step
 (engine/fused.py `Extension`: once per machine, into the cache; CODESTRAL_LSP_FUSED=off turns it off).
 
-Block layouts (ggml's; all numbers little-endian, `f16` an IEEE half):
+Block layouts (ggml's; all numbers little-endian, `f16` an IEEE half; the examples' results are exact
+up to d's rounding to f16, and tests/engine/test_quant_kernels.py checks them with gguf's dequantizer):
 
     Q8_0  32 weights in 34 bytes: f16 d, int8 q[32]; w[i] = d * q[i].
           e.g. d = 0.01, q[3] = -100 -> w[3] = -1.0.

@@ -248,3 +248,22 @@ def test_the_kernel_benchmark_reports_every_figure(kernels):
     for name in ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16"):
         dense = kernels.dequantize_rows(_random_blocks(name, 8, 512, torch.Generator()), kernels.QTYPES[name])
         assert torch.isfinite(dense).all() and dense.abs().max() > 0, name
+
+
+def test_the_worked_examples_of_the_docstring(kernels):
+    """engine/quant_kernels.py's examples, one block each, through gguf's dequantizer and ours."""
+    f16 = lambda v: list(np.float16(v).tobytes())  # noqa: E731
+    q8 = f16(0.01) + [0] * 32
+    q8[2 + 3] = 256 - 100
+    q4 = f16(0.5) + [0x3A] + [0] * 15
+    q4k = f16(0.1) + f16(0.2) + [3, 0, 0, 0, 5] + [0] * 7 + [0x07] + [0] * 127
+    q5k = f16(0.1) + f16(0.2) + [3, 0, 0, 0, 5] + [0] * 7 + [1] + [0] * 31 + [0x07] + [0] * 127
+    q6k = [0x05] + [0] * 127 + [0b10] + [0] * 63 + [10] + [0] * 15 + f16(0.01)
+    cases = [(T.Q8_0, q8, {3: -1.0}), (T.Q4_0, q4, {0: 1.0, 16: -2.5}), (T.Q4_K, q4k, {0: 1.1}),
+             (T.Q5_K, q5k, {0: 5.9}), (T.Q6_K, q6k, {0: 0.5})]
+    for qtype, block, expected in cases:
+        raw = np.array([block], dtype=np.uint8)
+        ours = kernels.dequantize_rows(torch.from_numpy(raw), qtype)[0]
+        np.testing.assert_array_equal(ours.numpy(), quants.dequantize(raw, qtype)[0])
+        for i, value in expected.items():
+            assert abs(ours[i].item() - value) < 2e-3, (qtype.name, i)
