@@ -278,13 +278,13 @@ def bench_kernels(types: tuple[str, ...] = KERNEL_TYPES, shapes=KERNEL_SHAPES, r
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
 
-    def timed(fn) -> tuple[float, float, float]:  # (median, best, best CPU time) milliseconds
+    def timed(fn, *args) -> tuple[float, float, float]:  # (median, best, best CPU time) milliseconds
         for _ in range(3):
-            fn()
+            fn(*args)
         times, cpu = [], []
         for _ in range(calls):
             started, started_cpu = time.perf_counter(), time.process_time()
-            fn()
+            fn(*args)
             times.append((time.perf_counter() - started) * 1000)
             cpu.append((time.process_time() - started_cpu) * 1000)
         return statistics.median(times), min(times), min(cpu)
@@ -301,8 +301,8 @@ def bench_kernels(types: tuple[str, ...] = KERNEL_TYPES, shapes=KERNEL_SHAPES, r
                 entry = {"weight_mb": round(raw.numel() / 1e6, 2)}
                 for t in rows:
                     x, out = torch.randn(t, k, generator=gen), torch.empty(t, n)
-                    ms, best, cpu = timed(lambda: module.qmatmul(x, raw, qtype, out))
-                    torch_ms, torch_best, torch_cpu = timed(lambda: torch.mm(x, dense.t(), out=out))
+                    ms, best, cpu = timed(module.qmatmul, x, raw, qtype, out)
+                    torch_ms, torch_best, torch_cpu = timed(lambda x, w, out: torch.mm(x, w, out=out), x, dense.t(), out)
                     entry[f"rows_{t}"] = {"ms": round(ms, 3), "best_ms": round(best, 3), "cpu_ms": round(cpu, 3),
                                           "gb_per_s": round(raw.numel() / best / 1e6, 1),
                                           "torch_float32_ms": round(torch_ms, 3), "torch_float32_best_ms": round(torch_best, 3),
@@ -316,7 +316,7 @@ def bench_kernels(types: tuple[str, ...] = KERNEL_TYPES, shapes=KERNEL_SHAPES, r
     return result
 
 
-def _random_blocks(name: str, n: int, k: int, gen) -> "torch.Tensor":
+def _random_blocks(name: str, n: int, k: int, gen):
     """[n, row_bytes] uint8: random codes with every block's f16 scales 0.005 (speed does not depend
     on the values, as long as they are finite numbers)."""
     import torch

@@ -22,10 +22,11 @@ import pytest
 import torch
 
 gguf = pytest.importorskip("gguf")
-from gguf import quants  # noqa: E402
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType as T  # noqa: E402
+from gguf import quants
+from gguf.constants import GGML_QUANT_SIZES
+from gguf.constants import GGMLQuantizationType as T
 
-from engine import fused, quant_kernels  # noqa: E402
+from engine import fused, quant_kernels
 
 QUANTIZED = [T.Q8_0, T.Q4_0, T.Q4_K, T.Q5_K, T.Q6_K]
 FLOATS = [T.F16, T.BF16]
@@ -179,7 +180,8 @@ def test_the_vector_code_matches_the_cpu(module):
     """-march=native picks the widest kernels this CPU runs; CODESTRAL_LSP_FUSED_CFLAGS narrows them."""
     if not os.path.exists("/proc/cpuinfo"):
         pytest.skip("the CPU's flags are unknown")
-    flags = set(next((line.split() for line in open("/proc/cpuinfo") if line.startswith("flags")), []))
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = set(next((line.split() for line in cpuinfo if line.startswith("flags")), []))
     extra = os.environ.get("CODESTRAL_LSP_FUSED_CFLAGS", "").split()
     if "-mno-avx512f" in extra or "-mno-avx2" in extra:  # AVX-512 needs AVX2 in GCC
         flags = {f for f in flags if not f.startswith("avx512")}
@@ -252,7 +254,7 @@ def test_the_kernel_benchmark_reports_every_figure(kernels):
 
 def test_the_worked_examples_of_the_docstring(kernels):
     """engine/quant_kernels.py's examples, one block each, through gguf's dequantizer and ours."""
-    f16 = lambda v: list(np.float16(v).tobytes())  # noqa: E731
+    f16 = lambda v: list(np.float16(v).tobytes())
     q8 = f16(0.01) + [0] * 32
     q8[2 + 3] = 256 - 100
     q4 = f16(0.5) + [0x3A] + [0] * 15
