@@ -258,6 +258,17 @@ def cmd_bench_peers(args) -> None:
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
+def cmd_bench_kernels(args) -> None:
+    from .tools.bench import KERNEL_TYPES, bench_kernels
+
+    types = tuple(t.strip().upper() for t in args.types.split(",")) if args.types else KERNEL_TYPES
+    unknown = [t for t in types if t not in KERNEL_TYPES]
+    if unknown:
+        sys.exit(f"codestral-lsp: unknown type {', '.join(unknown)}; types are {', '.join(KERNEL_TYPES)}")
+    result = bench_kernels(types, threads=args.threads, calls=args.calls)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
 def cmd_bench_fuzz(args) -> None:
     from .tools.fuzz import fuzz_lsp, server_command
 
@@ -378,6 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--speculative", default="ngram", choices=["ngram", "off"],
                     help="our engine's drafting (ngram: prompt lookup, the server's default)")
     pe.set_defaults(func=cmd_bench_peers)
+
+    kb = bench.add_parser("kernels", help="the GGUF kernels' matrix products (Q8_0 ... BF16) at 1, 5 and 16 rows, "
+                          "beside torch's float32 product")
+    kb.add_argument("--types", help="comma-separated: Q8_0,Q4_0,Q4_K,Q5_K,Q6_K,F16,BF16 (default: all)")
+    kb.add_argument("--threads", type=int, default=2)
+    kb.add_argument("--calls", type=int, default=30, help="timed calls per figure (their median and best)")
+    kb.add_argument("--json", action="store_true")
+    kb.set_defaults(func=cmd_bench_kernels)
 
     f = bench.add_parser("fuzz", help="malformed and random LSP traffic into a real server: crashes, unanswered "
                          "requests, popups")

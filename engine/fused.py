@@ -13,6 +13,7 @@ torch.utils.cpp_extension) into ~/.cache/codestral-lsp/fused/<key>, the key cove
 torch's version and the CPU's flags. Nothing waits for it by default: `Engine.load` uses it when it
 is already built, the language server builds it in the background and switches when it is ready, and
 the benchmarks build it first (`build=True`). CODESTRAL_LSP_FUSED=off turns it off everywhere.
+`Extension` is that build machinery; engine/quant_kernels.py builds the GGUF kernels with it.
 """
 
 from __future__ import annotations
@@ -36,11 +37,6 @@ CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
 NOT_BUILT = "not built yet"  # the status that a build (`load(build=True)`) would change
 MAX_PARAMS = 1_000_000_000  # Engine.load's float32/bfloat16 line on the CPU (engine.pick_dtype)
 
-_lock = threading.Lock()  # importing the built library
-_build_lock = threading.Lock()  # compiling it (tens of seconds)
-_module = None
-_failure: str | None = None  # why the extension could not be built in this process
-
 
 def enabled() -> bool:
     return os.environ.get("CODESTRAL_LSP_FUSED", "auto").lower() not in ("off", "0", "false", "no")
@@ -53,76 +49,96 @@ def cflags() -> list[str]:
     return CFLAGS + os.environ.get("CODESTRAL_LSP_FUSED_CFLAGS", "").split()
 
 
+class Extension:
+    """One C++ source of engine/csrc, compiled once per machine into the cache and imported on demand:
+    the fused step here, the quantized kernels in engine/quant_kernels.py. Each keeps its own library,
+    failure and locks; all share the flags, the cache and the CODESTRAL_LSP_FUSED switch."""
+
+    def __init__(self, name: str, source: Path):
+        self.name, self.source = name, source
+        self.module = None
+        self.failure: str | None = None  # why it could not be built in this process
+        self.lock = threading.Lock()  # importing the built library
+        self.build_lock = threading.Lock()  # compiling it (tens of seconds)
+
+    def build_dir(self) -> Path:
+        """Where this machine's build lives: the key changes with the source, torch and the CPU's flags."""
+        cpu = ""
+        try:
+            cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+        except OSError:
+            cpu = platform.processor()
+        key = xxhash.xxh64("\0".join([self.source.read_text(), torch.__version__, " ".join(cflags()), platform.machine(),
+                                      cpu, sys.version]).encode()).hexdigest()
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codestral-lsp" / "fused"
+        return root / key
+
+    def load(self, build: bool = False):
+        """The compiled extension, or None: not built yet (and build False), turned off, or it cannot be
+        built here (`failure` says why). Building compiles in a temporary folder and moves the library
+        into place, so an interrupted build leaves nothing half-written behind. Only builds wait for each
+        other: a load without build never waits for a compilation (a model reload in the server while the
+        background build runs returns at once)."""
+        if not enabled():
+            return None
+        if self.module is not None:
+            return self.module
+        library = self.build_dir() / f"{self.name}.so"
+        if not library.exists():
+            if not build:
+                return None
+            with self.build_lock:
+                if not library.exists():
+                    if self.failure is not None:
+                        return None
+                    try:
+                        self._compile(library)
+                    except Exception as exc:  # no compiler, no ninja, a compiler error: the PyTorch code remains
+                        text = str(exc).strip()
+                        self.failure = f"{type(exc).__name__}: {text.splitlines()[-1] if text else exc}"
+                        return None
+        return self._import(library)
+
+    def _import(self, library: Path):
+        with self.lock:
+            if self.module is None:
+                spec = importlib.util.spec_from_file_location(self.name, library)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                self.module = module
+            return self.module
+
+    def _compile(self, library: Path) -> None:
+        from torch.utils.cpp_extension import load as build_extension
+
+        library.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=library.parent))
+        try:
+            build_extension(name=self.name, sources=[str(self.source)], extra_cflags=cflags(),
+                            extra_ldflags=["-fopenmp"], build_directory=str(work), verbose=False)
+            built = next(work.glob(f"{self.name}*.so"))
+            staged = library.with_suffix(".so.partial")
+            shutil.copyfile(built, staged)
+            os.replace(staged, library)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+STEP = Extension(NAME, SOURCE)
+
+
 def build_dir() -> Path:
-    """Where this machine's build lives: the key changes with the source, torch and the CPU's flags."""
-    cpu = ""
-    try:
-        cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        cpu = platform.processor()
-    key = xxhash.xxh64("\0".join([SOURCE.read_text(), torch.__version__, " ".join(cflags()), platform.machine(),
-                                  cpu, sys.version]).encode()).hexdigest()
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codestral-lsp" / "fused"
-    return root / key
+    return STEP.build_dir()
 
 
 def failure() -> str | None:
-    """Why the extension is not available after `load(build=True)` returned None."""
-    return _failure
+    """Why the fused step is not available after `load(build=True)` returned None."""
+    return STEP.failure
 
 
 def load(build: bool = False):
-    """The compiled extension, or None: not built yet (and build False), turned off, or it cannot be
-    built here (`failure()` says why). Building compiles in a temporary folder and moves the library
-    into place, so an interrupted build leaves nothing half-written behind. Only builds wait for each
-    other: a load without build never waits for a compilation (a model reload in the server while the
-    background build runs returns at once)."""
-    global _failure
-    if not enabled():
-        return None
-    if _module is not None:
-        return _module
-    library = build_dir() / f"{NAME}.so"
-    if not library.exists():
-        if not build:
-            return None
-        with _build_lock:
-            if not library.exists():
-                if _failure is not None:
-                    return None
-                try:
-                    _compile(library)
-                except Exception as exc:  # no compiler, no ninja, a compiler error: the PyTorch step remains
-                    _failure = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
-                    return None
-    return _import(library)
-
-
-def _import(library: Path):
-    global _module
-    with _lock:
-        if _module is None:
-            spec = importlib.util.spec_from_file_location(NAME, library)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            _module = module
-        return _module
-
-
-def _compile(library: Path) -> None:
-    from torch.utils.cpp_extension import load as build_extension
-
-    library.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=library.parent))
-    try:
-        build_extension(name=NAME, sources=[str(SOURCE)], extra_cflags=cflags(), extra_ldflags=["-fopenmp"],
-                        build_directory=str(work), verbose=False)
-        built = next(work.glob(f"{NAME}*.so"))
-        staged = library.with_suffix(".so.partial")
-        shutil.copyfile(built, staged)
-        os.replace(staged, library)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """The fused step's compiled extension, or None (`Extension.load`)."""
+    return STEP.load(build)
 
 
 def build_in_background(done) -> threading.Thread:

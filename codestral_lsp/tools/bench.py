@@ -256,3 +256,81 @@ def _transformers_speed(engine, prompt: list[int], new_tokens: int, repeats: int
             best["prefill_tokens_per_s"] = max(best["prefill_tokens_per_s"], len(prompt) / prefill_s)
             best["decode_tokens_per_s"] = max(best["decode_tokens_per_s"], (new_tokens - 1) / decode_s)
     return best
+
+
+KERNEL_SHAPES = ((5632, 2048), (2048, 5632))  # [N, K] of a ~1B model's w1/w3 and w2
+KERNEL_TYPES = ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16")
+
+
+def bench_kernels(types: tuple[str, ...] = KERNEL_TYPES, shapes=KERNEL_SHAPES, rows: tuple[int, ...] = (1, 5, 16),
+                  threads: int = 2, calls: int = 30) -> dict:
+    """Milliseconds of `quant_kernels.qmatmul` per type, shape and rows of x: the median of `calls`
+    and the best wall-clock times, and the best CPU time of the process (all threads together), the
+    GB/s of weight bytes of the best, the cost of 5 rows over 1 (a speculative verification against
+    a decode step), and beside them torch's float32 matmul with the dequantized matrix (4 bytes a
+    weight). On a loaded machine a call longer than the scheduler's slice is always interrupted, so
+    its wall-clock figures grow with the load; its CPU time does not (with one thread it is the
+    kernel's own time)."""
+    import statistics
+
+    import torch
+
+    from engine import quant_kernels
+
+    module = quant_kernels.load(build=True)
+    if module is None:
+        return {"error": f"the quantized kernels are not available: {quant_kernels.failure()}"}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+    def timed(fn, *args) -> tuple[float, float, float]:  # (median, best, best CPU time) milliseconds
+        for _ in range(3):
+            fn(*args)
+        times, cpu = [], []
+        for _ in range(calls):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            fn(*args)
+            times.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - started_cpu) * 1000)
+        return statistics.median(times), min(times), min(cpu)
+
+    result = {"isa": module.isa, "threads": threads, "calls": calls, "kernels": {},
+              "llama.cpp": "llama-cpp-python binds llama.h only: no single matrix product to time"}
+    gen = torch.Generator().manual_seed(0)
+    try:
+        for n, k in shapes:
+            for name in types:
+                qtype = quant_kernels.QTYPES[name]
+                raw = _random_blocks(name, n, k, gen)
+                dense = quant_kernels.dequantize_rows(raw, qtype)  # [N, K] float32, for torch
+                entry = {"weight_mb": round(raw.numel() / 1e6, 2)}
+                for t in rows:
+                    x, out = torch.randn(t, k, generator=gen), torch.empty(t, n)
+                    ms, best, cpu = timed(module.qmatmul, x, raw, qtype, out)
+                    torch_ms, torch_best, torch_cpu = timed(lambda x, w, out: torch.mm(x, w, out=out), x, dense.t(), out)
+                    entry[f"rows_{t}"] = {"ms": round(ms, 3), "best_ms": round(best, 3), "cpu_ms": round(cpu, 3),
+                                          "gb_per_s": round(raw.numel() / best / 1e6, 1),
+                                          "torch_float32_ms": round(torch_ms, 3), "torch_float32_best_ms": round(torch_best, 3),
+                                          "torch_float32_cpu_ms": round(torch_cpu, 3)}
+                if {1, 5} <= set(rows):
+                    entry["cost_5_over_1"] = round(entry["rows_5"]["best_ms"] / entry["rows_1"]["best_ms"], 2)
+                    entry["cpu_cost_5_over_1"] = round(entry["rows_5"]["cpu_ms"] / entry["rows_1"]["cpu_ms"], 2)
+                result["kernels"][f"{name} {n}x{k}"] = entry
+    finally:
+        torch.set_num_threads(previous)
+    return result
+
+
+def _random_blocks(name: str, n: int, k: int, gen):
+    """[n, row_bytes] uint8: random codes with every block's f16 scales 0.005 (speed does not depend
+    on the values, as long as they are finite numbers)."""
+    import torch
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    if name in ("F16", "BF16"):
+        return torch.randn(n, k, generator=gen).to(torch.float16 if name == "F16" else torch.bfloat16).view(torch.uint8)
+    block, nbytes = GGML_QUANT_SIZES[GGMLQuantizationType[name]]
+    raw = torch.randint(0, 256, (n, k // block, nbytes), dtype=torch.uint8, generator=gen)
+    at, fields = (208, 1) if name == "Q6_K" else (0, 1 if block == 32 else 2)  # d (and dmin) of each block
+    raw[:, :, at:at + 2 * fields] = torch.full((fields,), 0.005, dtype=torch.float16).view(torch.uint8)
+    return raw.reshape(n, -1)

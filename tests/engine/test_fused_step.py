@@ -315,15 +315,15 @@ def test_the_background_build_runs_at_a_lower_priority(module, monkeypatch):
 def test_a_load_never_waits_for_a_build_in_progress(monkeypatch, tmp_path):
     """The server reloading a model while its background build compiles gets the PyTorch step at once."""
     monkeypatch.setenv("CODESTRAL_LSP_FUSED", "auto")
-    monkeypatch.setattr(fused, "_module", None)
-    monkeypatch.setattr(fused, "build_dir", lambda: tmp_path)  # nothing built there
+    monkeypatch.setattr(fused.STEP, "module", None)
+    monkeypatch.setattr(fused.STEP, "build_dir", lambda: tmp_path)  # nothing built there
     result, returned = {}, threading.Event()
 
     def reload():
         result["module"] = fused.load()
         returned.set()
 
-    with fused._build_lock:  # a compilation holds it
+    with fused.STEP.build_lock:  # a compilation holds it
         threading.Thread(target=reload, daemon=True).start()
         assert returned.wait(10)
     assert result["module"] is None
