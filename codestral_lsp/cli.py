@@ -123,6 +123,16 @@ def cmd_eval(args) -> None:
         result = evaluate_redaction(args.n or 20_000, args.seed)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return
+    if args.calibration:
+        from .tools.eval_calibration import calibrate
+
+        completer = Completer(load_engine(args))
+        completer.settings.speculative.mode = "off"
+        completer.settings.completion.timeout_ms = 600_000  # scores must not depend on the machine's load
+        result = calibrate(completer, read_records(args.calibration)[: args.limit], args.max_escalation,
+                           progress=lambda n, total: n % 20 == 0 and progress(f"{n}/{total}"))
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return
     if args.make_actions:
         from .tools.eval_actions import make_tasks
 
@@ -321,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--make-actions", metavar="OUT.jsonl", help="write code-action tasks (half quick fixes, half "
                    "stubs) built from the held-out split of the training corpus's Python sources")
     s.add_argument("--timing", metavar="FILE.py", help="time listing the code actions at 50 random ranges of FILE")
+    s.add_argument("--calibration", metavar="DATA.jsonl", help="the local model's confidence against its exact "
+                   "matches on FIM tasks (held-out tasks: train --heldout-tasks): deciles and the cascade's threshold")
+    s.add_argument("--max-escalation", type=float, default=0.3, help="with --calibration: the most requests the "
+                   "threshold may send to the remote (default 0.3)")
     s.add_argument("--redaction", action="store_true", help="recall and false-positive rate of secret redaction on "
                    "a seeded corpus of planted secrets and look-alikes")
     s.add_argument("--n", type=int, help="how many tasks --make-actions writes (default 100); with --redaction, "
