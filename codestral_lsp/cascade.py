@@ -54,13 +54,16 @@ class Budget:
         self.per_minute, self.clock = per_minute, clock
         self.times: deque[float] = deque()
 
-    def take(self) -> bool:
+    def available(self) -> bool:
         now = self.clock()
         while self.times and now - self.times[0] >= 60.0:
             self.times.popleft()
-        if len(self.times) >= self.per_minute:
+        return len(self.times) < self.per_minute
+
+    def take(self) -> bool:
+        if not self.available():
             return False
-        self.times.append(now)
+        self.times.append(self.clock())
         return True
 
 
@@ -95,6 +98,11 @@ class Cascade:
     def answer_for(self, uri: str, version: int, offset: int) -> Kept | None:
         kept = self.kept.get(uri)
         return kept if kept and (kept.version, kept.offset) == (version, offset) else None
+
+    def wants_score(self, invoked: bool, uri: str) -> bool:
+        """Whether the local answer's score could send it to the remote: not when the request goes anyway
+        (invoked), nor when it cannot (over the budget, an excluded document). Scoring costs a pass."""
+        return not invoked and self.budget.available() and not self.remote.kept_out(uri)
 
     def reason(self, logprobs: list[float] | None, invoked: bool, uri: str) -> str | None:
         """Why this request goes to the remote ("invoked", "unsure"), or None; takes from the budget."""

@@ -184,6 +184,12 @@ def cmd_bench(args) -> None:
         if n % 20 == 0 or n == total:
             progress(f"{n}/{total} events")
 
+    if args.lsp and args.cascade:
+        from .tools.bench import bench_cascade
+
+        result = bench_cascade(args.file, args.events, args.model, args.remote_delay_ms, progress=report)
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return
     if args.lsp:
         result = bench_typing_lsp(args.file, args.events, args.model, progress=report)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
@@ -354,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--modes", help="comma-separated: cold,cache,cache+ngram,cache+draft")
     t.add_argument("--draft", help="draft checkpoint for cache+draft (default: the embedded draft)")
     t.add_argument("--lsp", action="store_true", help="replay through a real server process and LSP client")
+    t.add_argument("--cascade", action="store_true", help="with --lsp: the replay with model.cascade off, then on "
+                   "in front of a recorded remote on loopback (p50 of the local suggestion both ways)")
+    t.add_argument("--remote-delay-ms", type=int, default=300, help="with --cascade: how long the recorded remote "
+                   "takes to answer")
     t.add_argument("--spec-k", type=int, default=4, help="most tokens drafted per verification (speculative.k)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench)

@@ -126,6 +126,25 @@ def bench_typing_lsp(path: str | Path, events: int = 200, model: str | None = No
                                         "shown_rate": shown / len(evs)}}
 
 
+def bench_cascade(path: str | Path, events: int = 200, model: str | None = None, remote_delay_ms: int = 300,
+                  progress=None) -> dict:
+    """`bench typing --lsp --cascade`: the same replay with model.cascade off (the local backend), then on in
+    front of a recorded remote (`tools/recorded_remote.py`), in one run. The latency is the local
+    suggestion's round trip either way (the remote's answer comes later, announced by a notification);
+    `remote_requests` is how many requests the cascade escalated."""
+    from .recorded_remote import RecordedRemote
+
+    off = bench_typing_lsp(path, events, model, progress=progress)["lsp"]
+    remote = RecordedRemote(delay_s=remote_delay_ms / 1000)
+    try:
+        settings = {"model": {"backend": "openai", "endpoint": remote.url, "cascade": "on"}}
+        result = bench_typing_lsp(path, events, model, settings, progress=progress)
+        on = {**result["lsp"], "remote_requests": remote.requests}
+    finally:
+        remote.close()
+    return {"events": result["events"], "remote_delay_ms": remote_delay_ms, "cascade_off": off, "cascade_on": on}
+
+
 def _range(a, b):
     from lsprotocol.types import Range
 

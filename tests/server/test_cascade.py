@@ -61,7 +61,10 @@ def test_the_budget_counts_a_sliding_minute():
 
 def test_the_budget_applies_to_decisions():
     c = cascade(threshold=0.0, per_minute=2)
+    assert c.wants_score(False, "a") and not c.wants_score(True, "a")  # invoked: goes without a score
     assert [c.reason([-1.0], False, "a") for _ in range(3)] == ["unsure", "unsure", None]
+    assert not c.wants_score(False, "a")  # over the budget: no use scoring
+    assert not cascade(excluded={"b"}).wants_score(False, "b")
 
 
 def test_a_kept_answer_is_for_its_version_and_cursor_only():

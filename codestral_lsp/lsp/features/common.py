@@ -62,9 +62,11 @@ async def suggest(ls: CodestralServer, uri: str, position: types.Position,
     if hit is not None and not (invoked and cascade is not None):  # the user asks for the remote: go past it
         return Answer(doc, offset, hit)
 
+    scored = cascade is not None and cascade.wants_score(invoked, uri)
+
     def work(cancelled):
         return completer.complete(snapshot, offset, others, cancelled, tab_size, insert_spaces, use_recent=False,
-                                  logprobs=cascade is not None)
+                                  logprobs=scored)
 
     try:
         result = await ls.scheduler.run(uri, work, ls.settings.completion.debounce_ms / 1000)
