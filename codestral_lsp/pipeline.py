@@ -55,6 +55,7 @@ class Result:
     source: str = "model"  # "model", "typeahead", "cache" or "excluded" (context.exclude: nothing asked)
     backend: str | None = None  # the label of the backend whose text this is; None when none was asked
     logprobs: list[float] | None = None  # of the chosen tokens, when asked for and the backend knows them
+    stream: object = None  # the backend's finished TextStream: `Completer.logprobs` scores it later
 
 
 class RecentCompletions:
@@ -216,9 +217,18 @@ class Completer:
             suggestion = None
         if suggestion is not None:
             self.recent.put(doc.text, offset, suggestion)
-        scores = self.backend.logprobs(gen) if logprobs and gen.stats.get("stop_reason") != "cancelled" else None
-        return Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000, backend=self.backend.label,
-                      logprobs=scores)
+        result = Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000, backend=self.backend.label,
+                        stream=gen)
+        if logprobs:
+            result.logprobs = self.logprobs(result)
+        return result
+
+    def logprobs(self, result: Result) -> list[float] | None:
+        """The log-probabilities of the tokens a model result chose, where the backend knows them (local
+        models): what the cascade's confidence is computed from. Runs on the worker (it uses the model)."""
+        if result.stream is None or result.stats.get("stop_reason") in ("cancelled", "error"):
+            return None
+        return self.backend.logprobs(result.stream)
 
 
 def secret_in(suggestion: Suggestion, text: str, offset: int) -> bool:

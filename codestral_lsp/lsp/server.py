@@ -44,6 +44,7 @@ class CodestralServer(LanguageServer):
         self.backend: Backend | None = None
         self.completer: Completer | None = None
         self.cascade: Cascade | None = None  # model.cascade: the remote asked after the local model
+        self._pending: set[asyncio.Task] = set()  # the cascade's decisions under way
         self.state, self.state_message = "loading", "starting"
         self.settled = asyncio.Event()  # set while the state is anything but "loading"
         self.last_latency_ms: float | None = None
@@ -210,6 +211,26 @@ class CodestralServer(LanguageServer):
         if self.state == "ready" and (changed or now - self._last_latency_sent >= 1.0):
             self._last_latency_sent = now
             self.set_status(self.state, self.state_message)
+
+    def consider_escalating(self, result, invoked: bool, doc, snapshot: Document, offset: int,
+                            others: list[Document], tab_size: int | None, insert_spaces: bool | None) -> None:
+        """After the local answer went out: score it on the worker when the score can decide (a pass over its
+        tokens, queued like a request), then escalate if the cascade says so. The local answer never waits."""
+        cascade, completer = self.cascade, self.completer
+        if cascade is None or completer is None:
+            return
+
+        async def decide() -> None:
+            logprobs = None
+            if cascade.wants_score(invoked, doc.uri):
+                loop = asyncio.get_running_loop()
+                logprobs = await loop.run_in_executor(self.scheduler.executor, completer.logprobs, result)
+            if doc.version == snapshot.version and cascade.reason(logprobs, invoked, doc.uri):
+                self.escalate(doc, snapshot, offset, others, tab_size, insert_spaces)
+
+        task = asyncio.ensure_future(decide())
+        self._pending.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._pending.discard)
 
     def escalate(self, doc, snapshot: Document, offset: int, others: list[Document], tab_size: int | None,
                  insert_spaces: bool | None) -> None:

@@ -62,19 +62,16 @@ async def suggest(ls: CodestralServer, uri: str, position: types.Position,
     if hit is not None and not (invoked and cascade is not None):  # the user asks for the remote: go past it
         return Answer(doc, offset, hit)
 
-    scored = cascade is not None and cascade.wants_score(invoked, uri)
-
     def work(cancelled):
-        return completer.complete(snapshot, offset, others, cancelled, tab_size, insert_spaces, use_recent=False,
-                                  logprobs=scored)
+        return completer.complete(snapshot, offset, others, cancelled, tab_size, insert_spaces, use_recent=False)
 
     try:
         result = await ls.scheduler.run(uri, work, ls.settings.completion.debounce_ms / 1000)
     except Superseded:
         return None
     ls.record_latency(result.latency_ms, result.backend if result.suggestion is not None else None)
-    if cascade is not None and doc.version == snapshot.version and cascade.reason(result.logprobs, invoked, uri):
-        ls.escalate(doc, snapshot, offset, others, tab_size, insert_spaces)
+    if cascade is not None and doc.version == snapshot.version:  # decided after this answer goes out
+        ls.consider_escalating(result, invoked, doc, snapshot, offset, others, tab_size, insert_spaces)
     if result.suggestion is None or doc.text != snapshot.text:
         return None
     return Answer(doc, offset, result.suggestion)
