@@ -187,7 +187,8 @@ def cmd_bench(args) -> None:
     if args.lsp and args.cascade:
         from .tools.bench import bench_cascade
 
-        result = bench_cascade(args.file, args.events, args.model, args.remote_delay_ms, progress=report)
+        result = bench_cascade(args.file, args.events, args.model, args.remote_delay_ms, progress=report,
+                               pause_ms=args.pause_ms)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return
     if args.lsp:
@@ -364,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "in front of a recorded remote on loopback (p50 of the local suggestion both ways)")
     t.add_argument("--remote-delay-ms", type=int, default=300, help="with --cascade: how long the recorded remote "
                    "takes to answer")
+    t.add_argument("--pause-ms", type=float, default=150.0, help="with --cascade: the wait between keystrokes, "
+                   "as a person types (the cascade asks nothing once the user has typed on)")
     t.add_argument("--spec-k", type=int, default=4, help="most tokens drafted per verification (speculative.k)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench)

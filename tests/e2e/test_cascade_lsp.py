@@ -196,3 +196,4 @@ async def test_the_budget_caps_remote_requests(client: LanguageClient):
     await asyncio.sleep(1.0)  # and no more
     assert REMOTE.requests == before + 2 and sum(r[0] in uris for r in client.refreshes) == 2
     configure(client, NEVER)
+
