@@ -76,7 +76,7 @@ local function on_refresh(_, result)
       and versions[bufnr] == result.version
       and vim.api.nvim_get_mode().mode:sub(1, 1) == "i"
     then
-      require("codestral.suggestion").request()
+      require("codestral.suggestion").request(2) -- Automatic: the kept answer, not another escalation
     end
   end)
 end
