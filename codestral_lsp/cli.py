@@ -117,10 +117,26 @@ def cmd_eval(args) -> None:
     from .pipeline import Completer
     from .tools.evaluate import evaluate, evaluate_lsp, language_table, read_records
 
+    if args.redaction:
+        from .tools.eval_redaction import evaluate_redaction
+
+        result = evaluate_redaction(args.n or 20_000, args.seed)
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return
+    if args.calibration:
+        from .tools.eval_calibration import calibrate
+
+        completer = Completer(load_engine(args))
+        completer.settings.speculative.mode = "off"
+        completer.settings.completion.timeout_ms = 600_000  # scores must not depend on the machine's load
+        result = calibrate(completer, read_records(args.calibration)[: args.limit], args.max_escalation,
+                           progress=lambda n, total: n % 20 == 0 and progress(f"{n}/{total}"))
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return
     if args.make_actions:
         from .tools.eval_actions import make_tasks
 
-        tasks = make_tasks(args.n)
+        tasks = make_tasks(args.n or 100)
         with open(args.make_actions, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(t) + "\n" for t in tasks)
         progress(f"wrote {len(tasks)} tasks to {args.make_actions}")
@@ -182,6 +198,13 @@ def cmd_bench(args) -> None:
         if n % 20 == 0 or n == total:
             progress(f"{n}/{total} events")
 
+    if args.lsp and args.cascade:
+        from .tools.bench import bench_cascade
+
+        result = bench_cascade(args.file, args.events, args.model, args.remote_delay_ms, progress=report,
+                               pause_ms=args.pause_ms)
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return
     if args.lsp:
         result = bench_typing_lsp(args.file, args.events, args.model, progress=report)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
@@ -343,7 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--count-stubs", nargs="?", const="", metavar="LANG,...", help="count functions and the stubs "
                    "the code actions find in real files (Python: installed packages; others: the fetched corpus); "
                    "--limit: files per language")
-    s.add_argument("--n", type=int, default=100, help="how many tasks --make-actions writes (default 100)")
+    s.add_argument("--calibration", metavar="DATA.jsonl", help="the local model's confidence against its exact "
+                   "matches on FIM tasks (held-out tasks: train --heldout-tasks): deciles and the cascade's threshold")
+    s.add_argument("--max-escalation", type=float, default=0.3, help="with --calibration: the most requests the "
+                   "threshold may send to the remote (default 0.3)")
+    s.add_argument("--redaction", action="store_true", help="recall and false-positive rate of secret redaction on "
+                   "a seeded corpus of planted secrets and look-alikes")
+    s.add_argument("--n", type=int, help="how many tasks --make-actions writes (default 100); with --redaction, "
+                   "how many positives and as many negatives (default 20,000)")
+    s.add_argument("--seed", type=int, default=0, help="with --redaction: the corpus's seed")
     s.add_argument("--limit", type=int)
     s.add_argument("--execute", action="store_true", help="run the tests for pass@1 (runs generated code)")
     s.add_argument("--lsp", action="store_true", help="complete through a real server process over stdio")
@@ -360,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--modes", help="comma-separated: cold,cache,cache+ngram,cache+draft")
     t.add_argument("--draft", help="draft checkpoint for cache+draft (default: the embedded draft)")
     t.add_argument("--lsp", action="store_true", help="replay through a real server process and LSP client")
+    t.add_argument("--cascade", action="store_true", help="with --lsp: the replay with model.cascade off, then on "
+                   "in front of a recorded remote on loopback (p50 of the local suggestion both ways)")
+    t.add_argument("--remote-delay-ms", type=int, default=300, help="with --cascade: how long the recorded remote "
+                   "takes to answer")
+    t.add_argument("--pause-ms", type=float, default=150.0, help="with --cascade: the wait between keystrokes, "
+                   "as a person types (the cascade asks nothing once the user has typed on)")
     t.add_argument("--spec-k", type=int, default=4, help="most tokens drafted per verification (speculative.k)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench)

@@ -54,6 +54,8 @@ class Result:
     latency_ms: float = 0.0
     source: str = "model"  # "model", "typeahead", "cache" or "excluded" (context.exclude: nothing asked)
     backend: str | None = None  # the label of the backend whose text this is; None when none was asked
+    logprobs: list[float] | None = None  # of the chosen tokens, when asked for and the backend knows them
+    stream: object = None  # the backend's finished TextStream: `Completer.logprobs` scores it later
 
 
 class RecentCompletions:
@@ -189,8 +191,9 @@ class Completer:
 
     def complete(self, doc: Document, offset: int, others: list[Document] = (),
                  cancelled: Callable[[], bool] | None = None, tab_size: int | None = None,
-                 insert_spaces: bool | None = None, use_recent: bool = True) -> Result:
-        """The suggestion at `offset`; tab_size and insert_spaces are the editor's, None: the document's."""
+                 insert_spaces: bool | None = None, use_recent: bool = True, logprobs: bool = False) -> Result:
+        """The suggestion at `offset`; tab_size and insert_spaces are the editor's, None: the document's.
+        With logprobs, the result carries the chosen tokens' log-probabilities (the cascade's confidence)."""
         start = time.perf_counter()
         if self.kept_out(doc.uri):
             return Result(None, {"stop_reason": "excluded"}, (time.perf_counter() - start) * 1000, "excluded")
@@ -218,7 +221,18 @@ class Completer:
             suggestion = None
         if suggestion is not None:
             self.recent.put(doc.text, offset, suggestion)
-        return Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000, backend=self.backend.label)
+        result = Result(suggestion, gen.stats, (time.perf_counter() - start) * 1000, backend=self.backend.label,
+                        stream=gen)
+        if logprobs:
+            result.logprobs = self.logprobs(result)
+        return result
+
+    def logprobs(self, result: Result) -> list[float] | None:
+        """The log-probabilities of the tokens a model result chose, where the backend knows them (local
+        models): what the cascade's confidence is computed from. Runs on the worker (it uses the model)."""
+        if result.stream is None or result.stats.get("stop_reason") in ("cancelled", "error"):
+            return None
+        return self.backend.logprobs(result.stream)
 
 
 def secret_in(suggestion: Suggestion, text: str, offset: int) -> bool:

@@ -43,6 +43,12 @@ class ModelSettings:
                                       minimum=1)
     retries: int = setting(2, "Retries of a remote request after a connection error, 429 or 5xx, with exponential "
                            "backoff.", minimum=0)
+    cascade: str = setting("off", "The cascade: 'on' puts the local model (model.path) in front of the remote backend "
+                           "that model.backend names; the remote is asked when the local answer is unsure or completion "
+                           "is invoked explicitly, and its answer replaces the local one.", ("off", "on"))
+    cascade_threshold: float = setting(-1.0, "Cascade: ask the remote when the local answer's confidence (the mean "
+                                       "log-probability of its tokens) is below this; see eval --calibration.")
+    cascade_remote_per_minute: int = setting(20, "Cascade: most remote requests in a minute; 0: never.", minimum=0)
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch
 from .checkpoints.loading import Checkpoint, embedded_draft_dir, find_checkpoint, is_instruct, load_model, open_tokenizer
 from .checkpoints.tokenizer import Tokenizer
 from .generate import Generation, Request, StopFn, decode, prefill
-from .kv_cache import CachePool, KVCache
+from .kv_cache import CachePool, KVCache, common_prefix_length
 from .model import (Transformer, drop_output_tables, keep_embeddings_in_bfloat16, prepare_output_tables,
                     store_weights_transposed)
 from .sampling import SamplingParams
@@ -262,7 +262,30 @@ class Engine:
             steps = self.speculative_steps(speculative, prompt, session, cache, logits, request, generator, stats,
                                            previous)
         steps = _inference_mode(steps)
-        return Generation(self.tokenizer, steps, request, stats, time.perf_counter())
+        generation = Generation(self.tokenizer, steps, request, stats, time.perf_counter())
+        generation.prompt, generation.session = prompt, session
+        return generation
+
+    @torch.inference_mode()
+    def token_logprobs(self, generation: Generation) -> list[float]:
+        """log p of each token a finished generation chose (its stop token included), given what came before.
+
+        The session's cache already holds the prompt and the generated tokens, so this rolls back to the
+        prompt's last token and runs the tokens once more for their logits: one pass of len(tokens) rows,
+        like a speculative verification, and the cache ends as generation left it (prefix reuse goes on).
+        """
+        chosen = generation.tokens + ([generation.stop_token] if generation.stop_token is not None else [])
+        if not chosen:
+            return []
+        cache = self.cache_for(generation.session)
+        prompt = generation.prompt
+        keep = min(common_prefix_length(cache.tokens, prompt), len(prompt) - 1)
+        if not cache.rollback(keep):  # a ring that overwrote what it needs: reset, run it all again
+            keep = 0
+        rows = (prompt + chosen[:-1])[keep:]  # the last prompt token's row gives chosen[0], and so on
+        logits = self.model.run(rows, cache, "logits", self.prefill_chunk)[-len(chosen):]  # [T, V]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)  # [T, V]
+        return logprobs[torch.arange(len(chosen)), torch.tensor(chosen, device=logits.device)].tolist()
 
     def speculative_steps(self, mode, prompt, session, cache, logits, request, generator, stats, previous=None):
         """Decode steps that draft and verify several tokens at once (engine/speculative.py)."""

@@ -67,6 +67,9 @@ class Generation:
                  started: float):
         self.tokenizer, self.steps, self.request, self.stats = tokenizer, steps, request, stats
         self.text, self.tokens = "", []
+        self.stop_token: int | None = None  # the stop id that ended it (stop_reason "eos")
+        self.prompt: list[int] = []  # set by the engine, with `session`: what `Engine.token_logprobs` scores after
+        self.session: str | None = None
         self._started = started
         self._done = False
 
@@ -87,7 +90,7 @@ class Generation:
                 cut = None
                 for token in step:
                     if token in stop_ids:
-                        reason = "eos"
+                        reason, self.stop_token = "eos", token
                         break
                     self.tokens.append(token)
                     raw += decoder.push(token)

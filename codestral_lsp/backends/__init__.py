@@ -19,9 +19,9 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-def backend_class(settings: Settings) -> type[Backend]:
-    """The class of settings.model.backend."""
-    module, name = KINDS[settings.model.backend]
+def backend_class(settings: Settings, kind: str | None = None) -> type[Backend]:
+    """The class of `kind`, by default settings.model.backend."""
+    module, name = KINDS[kind or settings.model.backend]
     return getattr(import_module(f"{__name__}.{module}"), name)
 
 
@@ -30,6 +30,21 @@ def open_backend(settings: Settings, model_path: str | None = None, report: Repo
     """Open the backend the settings name (blocking: a local model loads here). model_path: the
     command line's --model, which wins over model.path."""
     return backend_class(settings).open(settings, model_path, report, log)
+
+
+def cascades(settings: Settings) -> bool:
+    """Whether `model.cascade` puts the local model in front of the remote backend: on, with a remote kind."""
+    return settings.model.cascade == "on" and backend_class(settings).remote
+
+
+def local_class(settings: Settings) -> type[Backend]:
+    """The local model's class, whatever model.backend names (the cascade's first answer)."""
+    return backend_class(settings, "local")
+
+
+def open_local(settings: Settings, model_path: str | None = None, report: Report | None = None,
+               log: Log | None = None) -> Backend:
+    return local_class(settings).open(settings, model_path, report, log)
 
 
 def as_backend(source) -> Backend:
@@ -42,4 +57,4 @@ def as_backend(source) -> Backend:
 
 
 __all__ = ["KINDS", "Backend", "Completion", "Log", "Report", "TextStream", "as_backend", "backend_class",
-           "open_backend"]
+           "cascades", "local_class", "open_backend", "open_local"]

@@ -89,6 +89,11 @@ class Backend(ABC):
             pass
         return Completion(gen.text, gen.tokens, gen.stats)
 
+    def logprobs(self, stream: TextStream) -> list[float] | None:
+        """The log-probability of each token a finished stream chose (its stop token last), or None where the
+        backend does not know them (remote servers): what the cascade's confidence is computed from."""
+        return None
+
     def chat(self, turns: list[tuple[str, str]], **options) -> Completion:
         """Answer (role, content) turns; only when `instruct`. Raises ValueError otherwise."""
         raise ValueError(f"{self.describe()} does not answer instructions")

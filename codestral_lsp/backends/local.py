@@ -83,6 +83,9 @@ class LocalBackend(Backend):
     def chat(self, turns: list[tuple[str, str]], **options):
         return self.engine.chat(turns, **options)
 
+    def logprobs(self, stream) -> list[float]:
+        return self.engine.token_logprobs(stream)  # one verification-sized pass over the chosen tokens
+
     def forget(self, session: str) -> None:
         self.engine.sessions.drop(session)
 

@@ -4,7 +4,15 @@ Most kinds are found by detect-secrets' plugins: AWS, Azure storage, GitHub, Git
 npm, PyPI, Stripe and other tokens, JWTs, private-key headers, `password = "..."` style assignments
 (its keyword detector) and high-entropy quoted literals. They are called through `analyze_string`
 only: their `analyze_line` may verify a secret with its service, over the network. The few kinds it
-lacks are the patterns in `EXTRA` (GCP API keys, current OpenAI keys, whole private-key blocks).
+lacks are the patterns in `EXTRA` (GCP API keys, current OpenAI keys, Azure client secrets, bearer
+tokens, passwords in URLs and on command lines, whole private-key blocks).
+
+High-entropy literals, quoted or the bare value of a `NAME=value` / `name: value` line, count when
+they look random (entropy over detect-secrets' limit, or long and mixing upper case, lower case and
+digits throughout) and are not what look-alikes are: a digest or a commit named as one on its line
+(lock files, `integrity=`, git SHAs), a UUID, base64 of readable text (a test vector). Keyword
+values are not secrets when they are a sentence or repeat the name they are assigned to.
+`codestral-lsp eval --redaction` measures recall and false positives on a seeded corpus.
 
 A value a plugin finds is widened to the whole token around it (a JWT's signature, a key cut by the
 plugin's pattern), and the token is replaced by `PLACEHOLDER`:
@@ -17,6 +25,8 @@ plugin's pattern), and the token is replaced by `PLACEHOLDER`:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from functools import lru_cache
 
@@ -54,13 +64,38 @@ PATTERNS = tuple(cls() for cls in (
 KEYWORD = keyword.KeywordDetector()
 # `name = "value"` in code; `NAME=value` and `name: value` in .env, YAML, INI and the like
 KEYWORD_FORMS = (keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP, keyword.CONFIG_DENYLIST_REGEX_TO_GROUP)
+# Forms its keyword detector misses: a typed declaration (`password: str = '...'`, `const PASSWORD: &str = "..."`)
+# or a value with any characters in quotes; a Java properties line (`spring.datasource.password=...`)
+PASSWORD_WORDS = ("password", "passwd", "pwd", "secret")  # in one case each, or capitalised: never mixed, as in a key
+PASSWORD_NAME = r"[\w.\-]*(?:%s)[\w.\-]*" % "|".join(f(w) for w in PASSWORD_WORDS for f in (str, str.title, str.upper))
+OWN_KEYWORD_FORMS = (
+    re.compile(rf"{PASSWORD_NAME}[\"'\]]*\s*(?::\s*[\w&\[\]<>]+\s*)?(?:=|:=|:)\s*(?P<q>[\"'])(?P<v>[^\"'\n]+)(?P=q)"),
+    re.compile(rf"^\s*{PASSWORD_NAME}\s*[=:]\s*(?P<v>[^\s\"']+)\s*$"),
+)
 ENTROPY = (Base64HighEntropyString(), HexHighEntropyString())  # quoted literals, detect-secrets' default limits
 
-EXTRA = (
+EXTRA = (  # the secret is the group "v" where there is one, else the whole match
     re.compile(r"AIza[0-9A-Za-z_\-]{35}"),  # GCP API key
     re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{32,}"),  # OpenAI key (current formats)
     re.compile(r"\b(?:github_pat|glpat)_[A-Za-z0-9_]{22,}"),  # GitHub fine-grained token
+    re.compile(r"(?<![\w~.\-])[\w~.\-]{3}\dQ~[\w~.\-]{31,34}"),  # Azure AD client secret
+    re.compile(r"[A-Za-z][\w+.\-]*://[^\s:/@\"']+:(?P<v>[^\s/\"']+)@[\w.\-]"),  # scheme://user:password@host
+    re.compile(r"\s-p(?P<q>[\"'])(?P<v>[^\"'\s]{4,})(?P=q)"),  # mysql -p'password'
 )
+BEARER = re.compile(r"(?i)\bbearer\s+(?P<v>[\w\-.~+/]{20,}=*)")  # a token, if it looks random (`_disordered`)
+# The bare value of `NAME=value` (.env, shell, properties) or `name: value` (YAML): a candidate literal
+BARE_VALUE = re.compile(r"^\s*(?:export\s+)?[A-Za-z_][\w.\-]*\s*[=:]\s*(?P<v>[\w+/=\-.~]{16,})\s*(?:#.*)?$")
+# Words saying a literal is a digest or a commit (lock files, SRI, git), looked for on its line
+DIGEST_CONTEXT = re.compile(
+    r"(?i)(?<![a-z])(?:sha(?:1|224|256|384|512)?|integrity|checksum|hash(?:es)?|digest|commit|rev|revision|etag|h1)"
+    r"(?![a-z])")
+UUID_HEX = re.compile(r"[0-9a-fA-F]{12}[1-8][0-9a-fA-F]{3}[89abAB][0-9a-fA-F]{15}")  # a UUID without its dashes
+UUID_CONTEXT = re.compile(r"(?i)uuid|guid")  # ... when its line says so (1 in 64 random hex keys has that shape)
+LABEL = re.compile(r"(?i)\s.*\b(?:password|passwd|secret|token|key)\b|\b(?:password|passwd|secret|token|key)\b.*\s"
+                   r"|^\W*(?:password|passwd|secret|token|key)\W*$")
+USER_PASSWORD = re.compile(r"[\w.@+\-]+:\S+")  # base64 of this is an HTTP Basic credential, not a test vector
+SENTENCE_WORDS = 5  # a keyword value of this many words or more is a message (i18n, logs), not a password
+# A keyword value is a label when it names the thing ("Password", "Client secret", "Enter your password")
 # A private-key block, whole; or its end when a window starts inside it, or its start when one ends there.
 KEY_BLOCK = re.compile(
     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\Z)"
@@ -68,7 +103,7 @@ KEY_BLOCK = re.compile(
 TOKEN_BEFORE = re.compile(r"[A-Za-z0-9_\-+/]")  # not "=": `KEY=value` keeps its name
 TOKEN_AFTER = re.compile(r"[A-Za-z0-9_\-.+/=]")
 KEYWORD_MIN = 4  # shorter keyword values (`password = ""`, `token: x`) are left alone
-CONFIG_VALUE = re.compile(r"[\w\-.+/=~!@#$%^&*]+")  # an unquoted value is a bare word, never a call or an expression
+CONFIG_VALUE = re.compile(r"[\w\-.+/=~!@#$%^&*?]+")  # an unquoted value is a bare word, never a call or an expression
 NOT_A_VALUE = re.compile(r"None|null|nil|true|false|True|False|undefined|[a-z_]+|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 
 
@@ -112,27 +147,73 @@ def line_secrets(line: str) -> tuple[tuple[int, int], ...]:
         values.update(v for v in plugin.analyze_string(line) if v)
     values.update(_keyword_values(line))
     for plugin in ENTROPY:
-        values.update(v for v in plugin.analyze_string(line) if _random(v, line, plugin))
-    values.update(m.group() for pattern in EXTRA for m in pattern.finditer(line))
+        values.update(v for v in _literals(plugin, line) if _random(v, line, plugin))
+    values.update(m.group("v") if "v" in pattern.groupindex else m.group()
+                  for pattern in EXTRA for m in pattern.finditer(line))
+    values.update(v for v in (m.group("v") for m in BEARER.finditer(line)) if _disordered(v, ENTROPY[0]))
     values = {v for v in values if PLACEHOLDER not in v}  # what was redacted already
     return tuple(_merge([_widen(line, i, i + len(v)) for v in values for i in _occurrences(line, v)]))
 
 
 def _keyword_values(line: str):
-    for form in KEYWORD_FORMS:
-        for v in KEYWORD.analyze_string(line, denylist_regex_to_group=form):
-            if not v or len(v) < KEYWORD_MIN:
-                continue
-            if form is KEYWORD_FORMS[0] or (CONFIG_VALUE.fullmatch(v) and not NOT_A_VALUE.fullmatch(v)):
-                yield v
+    """Values assigned to a password-like name; an unquoted one must be a bare word, not a name or a call."""
+    quoted = [v for v in KEYWORD.analyze_string(line, denylist_regex_to_group=KEYWORD_FORMS[0])]
+    quoted += [m.group("v") for m in OWN_KEYWORD_FORMS[0].finditer(line)]
+    bare = [v for v in KEYWORD.analyze_string(line, denylist_regex_to_group=KEYWORD_FORMS[1])]
+    bare += [m.group("v") for m in OWN_KEYWORD_FORMS[1].finditer(line)]
+    bare = [v for v in bare if CONFIG_VALUE.fullmatch(v) and not NOT_A_VALUE.fullmatch(v)]
+    for v in quoted + bare:
+        if len(v) < KEYWORD_MIN or v.count(" ") + 1 >= SENTENCE_WORDS or LABEL.search(v) or _names_itself(v, line):
+            continue  # short, a message or a label, or a constant that names itself (`PASSWORD = "PASSWORD"`)
+        yield v
+
+
+def _names_itself(value: str, line: str) -> bool:
+    """Whether the value's letters and digits are also the rest of the line's (`"a.b.secret": "A b secret"`)."""
+    squash = lambda text: re.sub(r"[^a-z0-9]", "", text.lower())  # noqa: E731
+    return squash(value) in squash(line.replace(value, " ", 1))
+
+
+def _literals(plugin, line: str):
+    """The plugin's quoted literals, and the bare value of a `NAME=value` line made of its characters."""
+    yield from plugin.analyze_string(line)
+    bare = BARE_VALUE.match(line)
+    if bare and all(c in plugin.charset for c in bare.group("v")):
+        yield bare.group("v")
 
 
 def _random(value: str, line: str, plugin) -> bool:
-    """A literal whose entropy is over the plugin's limit and that is not an id, a UUID, a sequence or a
-    character set (no character twice: an alphabet, not a key)."""
-    return (len(set(value)) < len(value) and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
+    """A literal that looks random (`_disordered`) and is not an id, a UUID, a sequence, a character set
+    (no character twice: an alphabet, not a key), a digest, or base64 of readable text."""
+    return (len(set(value)) < len(value) and _disordered(value, plugin)
             and not is_sequential_string(value) and not is_potential_uuid(value)
-            and not is_likely_id_string(value, line, plugin))
+            and not (UUID_HEX.fullmatch(value) and UUID_CONTEXT.search(line))
+            and not is_likely_id_string(value, line, plugin)
+            and not DIGEST_CONTEXT.search(line.replace(value, " "))
+            and not _encoded_text(value))
+
+
+def _disordered(value: str, plugin) -> bool:
+    """Entropy over the plugin's limit, or `_mixed` upper case, lower case and digits. A random
+    32-character key often stays under the entropy limit (4.5 bits: only 62% of them pass it)."""
+    return plugin.calculate_shannon_entropy(value) > plugin.entropy_limit or _mixed(value, 3, 4)
+
+
+def _mixed(value: str, kinds: int, every: int) -> bool:
+    """20+ characters of at least `kinds` of upper case, lower case and digits, changing kind at least once
+    every `every` letters or digits: identifiers change kind at word boundaries only."""
+    classes = [c.isupper() + 2 * c.isdigit() for c in value if c.isalnum()]
+    changes = sum(a != b for a, b in zip(classes, classes[1:]))
+    return len(value) >= 20 and len(set(classes)) >= kinds and changes * every >= len(classes)
+
+
+def _encoded_text(value: str) -> bool:
+    """Whether value is base64 of readable text (a test vector), other than a `user:password` pair."""
+    try:
+        text = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return len(text) >= 4 and text.isprintable() and not USER_PASSWORD.fullmatch(text)
 
 
 def _occurrences(line: str, value: str):

@@ -21,7 +21,8 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from .. import __version__
-from ..backends import Backend, backend_class, open_backend
+from ..backends import Backend, backend_class, cascades, local_class, open_backend, open_local
+from ..cascade import REFRESH, Cascade
 from ..pipeline import Completer, Document
 from ..settings import Settings, parse_settings
 from .documents import DocumentStore
@@ -42,6 +43,8 @@ class CodestralServer(LanguageServer):
         self.documents = DocumentStore()
         self.backend: Backend | None = None
         self.completer: Completer | None = None
+        self.cascade: Cascade | None = None  # model.cascade: the remote asked after the local model
+        self._pending: set[asyncio.Task] = set()  # the cascade's decisions under way
         self.state, self.state_message = "loading", "starting"
         self.settled = asyncio.Event()  # set while the state is anything but "loading"
         self.last_latency_ms: float | None = None
@@ -62,6 +65,9 @@ class CodestralServer(LanguageServer):
         self.settings = settings
         if self.completer is not None:
             self.completer.use_settings(settings)
+        if self.cascade is not None:
+            self.cascade.remote.use_settings(settings)
+            self.cascade.use_settings(settings)
         if self._loaded_key is not None and self._loaded_key != self.model_key():
             self.start_loading()
         elif self.backend is not None:
@@ -72,11 +78,16 @@ class CodestralServer(LanguageServer):
         self.ignore_files = ignore_files
         if self.completer is not None:
             self.completer.use_workspace(ignore_files)
+        if self.cascade is not None:
+            self.cascade.remote.use_workspace(ignore_files)
 
     def model_key(self) -> tuple:
         """The settings the backend was opened with; when they change, it opens again."""
         kind = backend_class(self.settings)
-        return (kind.__name__, *kind.reload_key(self.settings, self.cli_model_path))
+        key = (kind.__name__, *kind.reload_key(self.settings, self.cli_model_path))
+        if cascades(self.settings):
+            key += ("cascade", *local_class(self.settings).reload_key(self.settings, self.cli_model_path))
+        return key
 
     # -- the backend --------------------------------------------------------------------------------
 
@@ -84,10 +95,13 @@ class CodestralServer(LanguageServer):
         key = self.model_key()
         self._loaded_key = key
         old, self.backend, self.completer = self.backend, None, None
+        old_cascade, self.cascade = self.cascade, None
         self.backend_error = None
         self._loop = asyncio.get_running_loop()
         if old is not None:  # closed after the work already queued for it
             self.scheduler.submit_blocking(old.close)
+        if old_cascade is not None:
+            self.scheduler.submit_blocking(old_cascade.close)
         kind, settings = backend_class(self.settings), self.settings
         message = kind.opening_message(settings)
         self.set_status("loading", message)
@@ -111,15 +125,21 @@ class CodestralServer(LanguageServer):
     def _open(self, key: tuple, settings: Settings, token: str | None) -> None:
         """On the worker: open the backend and check it, then hand it to the event loop (transports are
         not thread-safe)."""
+        remote = None
         try:
             backend = open_backend(settings, self.cli_model_path, report=self._from_worker(self._health, key),
                                    log=self._from_worker(self.log_message))
+            if cascades(settings):  # the local model answers first; `backend` is the remote it escalates to
+                remote, backend = backend, open_local(settings, self.cli_model_path,
+                                                      log=self._from_worker(self.log_message))
         except Exception as exc:  # a missing or corrupt model, no tokenizer: the server must go on
             log.exception("opening the backend failed")
+            if remote is not None:
+                remote.close()
             self._loop.call_soon_threadsafe(self._load_failed, token, exc)
             return
-        error = backend.check_health()
-        self._loop.call_soon_threadsafe(self._opened, key, token, backend, error)
+        error = (remote or backend).check_health()
+        self._loop.call_soon_threadsafe(self._opened, key, token, backend, error, remote)
 
     def _from_worker(self, method, *args):
         """method(*args, value), called on the event loop from any thread; dropped once the loop has closed."""
@@ -138,14 +158,21 @@ class CodestralServer(LanguageServer):
         self.show(f"codestral: could not load the model: {exc}", types.MessageType.Error)
         self._end_progress(token, "failed")
 
-    def _opened(self, key: tuple, token: str | None, backend: Backend, error: str | None) -> None:
+    def _opened(self, key: tuple, token: str | None, backend: Backend, error: str | None,
+                remote: Backend | None = None) -> None:
         if key != self._loaded_key:  # settings changed meanwhile; a newer one is queued
             backend.close()
+            if remote is not None:
+                remote.close()
             return
         self.backend, self.backend_error = backend, error
         backend.configure(self.settings)  # what changed while it opened
         self.completer = Completer(backend, self.settings, self.ignore_files)  # requests go on after an error too
         self.loaded_message = backend.describe()
+        if remote is not None:
+            remote.configure(self.settings)
+            self.cascade = Cascade(Completer(remote, self.settings, self.ignore_files), self.settings)
+            self.loaded_message += f"; asks the {remote.describe()} when unsure (model.cascade)"
         opened_log = None if error else backend.opened_log()
         if opened_log:  # the log line first: a client that sees "ready" has the details already
             self.log_message(opened_log)
@@ -184,6 +211,52 @@ class CodestralServer(LanguageServer):
         if self.state == "ready" and (changed or now - self._last_latency_sent >= 1.0):
             self._last_latency_sent = now
             self.set_status(self.state, self.state_message)
+
+    def consider_escalating(self, result, invoked: bool, doc, snapshot: Document, offset: int,
+                            others: list[Document], tab_size: int | None, insert_spaces: bool | None) -> None:
+        """After the local answer went out: score it on the worker when the score can decide (a pass over its
+        tokens, queued like a request), then escalate if the cascade says so. The local answer never waits."""
+        cascade, completer = self.cascade, self.completer
+        if cascade is None or completer is None:
+            return
+
+        async def decide() -> None:
+            logprobs = None
+            if cascade.wants_score(invoked, doc.uri):
+                loop = asyncio.get_running_loop()
+                logprobs = await loop.run_in_executor(self.scheduler.executor, completer.logprobs, result)
+            if doc.version == snapshot.version and cascade.reason(logprobs, invoked, doc.uri):
+                self.escalate(doc, snapshot, offset, others, tab_size, insert_spaces)
+
+        task = asyncio.ensure_future(decide())
+        self._pending.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._pending.discard)
+
+    def escalate(self, doc, snapshot: Document, offset: int, others: list[Document], tab_size: int | None,
+                 insert_spaces: bool | None) -> None:
+        """Ask the cascade's remote for the request at (snapshot, offset); if it answers while the document is
+        still at that version, keep the answer and tell the client to ask again (cascade.py, the contract)."""
+        cascade = self.cascade
+        if cascade is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def still_current() -> bool:
+            return self.cascade is cascade and self.documents.get(doc.uri) is doc and doc.version == snapshot.version
+
+        def arrived(kept) -> None:  # on the event loop
+            if kept is None or not still_current():
+                return
+            cascade.keep(doc.uri, kept)
+            self.protocol.notify(REFRESH, {"uri": doc.uri, "version": snapshot.version})
+
+        def done(kept) -> None:  # on the cascade's thread
+            try:
+                loop.call_soon_threadsafe(arrived, kept)
+            except RuntimeError:  # the event loop has closed: the server is exiting
+                pass
+
+        cascade.ask(snapshot, offset, others, still_current, done, tab_size, insert_spaces)
 
     def _end_progress(self, token: str | None, message: str) -> None:
         if token:

@@ -81,11 +81,12 @@ def summarize(records: list[tuple[float, dict]]) -> dict:
 
 
 def bench_typing_lsp(path: str | Path, events: int = 200, model: str | None = None, settings: dict | None = None,
-                     progress=None) -> dict:
+                     progress=None, pause_ms: float = 0.0) -> dict:
     """The same replay through a real server process over stdio: didChange, then inlineCompletion.
 
     Latency is the round trip a user waits for, with the server's debounce set to 0 (debounce is a
-    choice, not a cost). Answers from the typeahead cache count: users see them too.
+    choice, not a cost). Answers from the typeahead cache count: users see them too. pause_ms: a wait
+    after each answer, as between a person's keystrokes (0: the next keystroke at once).
     """
     from ..lsp.documents import TextDocument
     from .lsp_client import merged, start_ready_server
@@ -118,12 +119,35 @@ def bench_typing_lsp(path: str | Path, events: int = 200, model: str | None = No
                 "context": {"triggerKind": 2}})
             latencies.append((time.perf_counter() - start) * 1000)
             shown += bool(answer.get("result", {}).get("items"))
+            if pause_ms:
+                time.sleep(pause_ms / 1000)
             if progress:
                 progress(n, len(evs))
     finally:
         server.close()
     return {"events": len(evs), "lsp": {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
                                         "shown_rate": shown / len(evs)}}
+
+
+def bench_cascade(path: str | Path, events: int = 200, model: str | None = None, remote_delay_ms: int = 300,
+                  progress=None, pause_ms: float = 150.0) -> dict:
+    """`bench typing --lsp --cascade`: the same replay with model.cascade off (the local backend), then on in
+    front of a recorded remote (`tools/recorded_remote.py`), in one run. The latency is the local
+    suggestion's round trip either way (the remote's answer comes later, announced by a notification);
+    `remote_requests` is how many requests the cascade escalated. Keystrokes come pause_ms apart, as a
+    person types: the cascade decides after an answer and asks nothing once the user has typed on."""
+    from .recorded_remote import RecordedRemote
+
+    off = bench_typing_lsp(path, events, model, progress=progress, pause_ms=pause_ms)["lsp"]
+    remote = RecordedRemote(delay_s=remote_delay_ms / 1000)
+    try:
+        settings = {"model": {"backend": "openai", "endpoint": remote.url, "cascade": "on"}}
+        result = bench_typing_lsp(path, events, model, settings, progress=progress, pause_ms=pause_ms)
+        on = {**result["lsp"], "remote_requests": remote.requests}
+    finally:
+        remote.close()
+    return {"events": result["events"], "remote_delay_ms": remote_delay_ms, "pause_ms": pause_ms,
+            "cascade_off": off, "cascade_on": on}
 
 
 def _range(a, b):

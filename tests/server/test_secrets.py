@@ -19,7 +19,7 @@ from codestral_lsp.context.secrets import PLACEHOLDER, find_secrets, has_secret,
 from codestral_lsp.pipeline import Completer, Document, secret_in
 from test_exclusion import Recording, completer  # noqa: F401  (a backend that records its prompts)
 
-B64 = "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4OTBhYmNkZWZn"
+B64 = "/T/rPJJQt5dKm1KLaWNjIaRhtV71W3vq/YCamp6SW3mg"  # random bytes (base64 of text is a test vector)
 AZURE = "q3Zk8Yw1Lp0Xv5Rb7Tn2Md4Hs6Jf9Gc1Ke3Aw5Uy7Io0Pq2Ws4Ed6Rf8Tg0Yh2Uj4Ik6Ol8Pz1Xc3Vb5Nm7Qa9=="
 PEM_BODY = ("MIIEowIBAAKCAQEA7bq9nL2kPq1sX3vRZ2gJmYt8w0cXo4uN5dTfHeWzKQ1xLk9a\n"
             "b8Qm2VrT6yHnJcF0pE3sD7gZ1iU4oP9lK8jH6gF5dS4aQ3wE2rT1yU0iO9pL8kJ\n")
@@ -66,6 +66,13 @@ CASES = {  # kind: (text, the secret in it)
     "secret in .env": ("export APP_SECRET=hunter2hunter2\n", "hunter2hunter2"),
     "basic auth url": ('url = "postgres://admin:Sup3rS3cret@db.internal:5432/app"\n', "Sup3rS3cret"),
     "high-entropy literal": (f'blob = "{B64}"\n', B64),
+    "azure client secret": ('cred = ClientSecretCredential(tenant, client, "Xy48Q~Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv.w")\n',
+                            "Xy48Q~Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv.w"),
+    "mistral key as a bearer token": ('curl -H "Authorization: Bearer q7Xv2LmN9pR4sT1wY6zB3cD8fG5hJ0kA" $URL\n',
+                                      "q7Xv2LmN9pR4sT1wY6zB3cD8fG5hJ0kA"),
+    "typed password": ("    password: str = 'Sunshine1987*'\n", "Sunshine1987*"),
+    "password on a command line": ("mysql -u app -p'Winter2026#' -h db.internal\n", "Winter2026#"),
+    "password in properties": ("spring.datasource.password=Rocket1995?\n", "Rocket1995?"),
     "high-entropy hex literal": ('SIGNING = "8f14e45fceea167a5a36dedd4bea2543b9c1f2d7"\n',
                                  "8f14e45fceea167a5a36dedd4bea2543b9c1f2d7"),
 }
@@ -96,7 +103,13 @@ def test_what_is_around_a_secret_stays():
     'ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"',
     'color = "#1e90ff"', 'id = "123e4567-e89b-12d3-a456-426614174000"',
     "server = '10.0.0.12'", 'url = "https://example.com/api/v1/users?page=2"', "secret_key: str = ''",
-    'logger.info("password changed for %s", user)', "const tokenize = (s) => s.split(' ');"])
+    'logger.info("password changed for %s", user)', "const tokenize = (s) => s.split(' ');",
+    '    "integrity": "sha512-Mpwoc0Cmvp8aZLpizh4BBV1v/w1kD1U4qXn64xbPX2U1WCmVkCqZw4MvqfXhkz4LYlGMcCI++Q0G/cOe970APQ==",',
+    'checksum = "9db073ac7d7a7c198ffe01ce75fc538e29e602225b0dde9bb53f3b967cba892b"',
+    '    "sha": "05f508bc6f087a4d8baa409f072fe6f43e30a56c",', 'uid = uuid.UUID(hex="f878738522c44868b00a39522dd1b62c")',
+    'assert decode("TWFueSBoYW5kcyBtYWtlIGxpZ2h0IHdvcmsu") == "Many hands make light work."',
+    '  "settings.account.secret": "Client secret",', 'PASSWORD_FIELD = "PASSWORD_FIELD"',
+    'const header = `Bearer ${accessTokenForTheCurrentUser}`;'])
 def test_ordinary_lines_are_left_alone(line):
     assert redact(line + "\n") == (line + "\n", 0)
 

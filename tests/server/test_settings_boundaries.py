@@ -11,6 +11,7 @@ from codestral_lsp.settings import Settings, describe, parse_settings
 MINIMUMS = {
     "model.requestTimeoutMs": 1,
     "model.retries": 0,
+    "model.cascadeRemotePerMinute": 0,
     "completion.maxTokens": 1,
     "completion.debounceMs": 0,
     "completion.timeoutMs": 1,
@@ -30,6 +31,7 @@ CHOICES = {
     "model.quantize": ("none", "int8"),
     "model.backend": ("local", "mistral", "openai"),
     "model.fimPrompt": ("suffix", "tokens"),
+    "model.cascade": ("off", "on"),
     "completion.multiline": ("auto", "always", "never"),
     "speculative.mode": ("off", "ngram", "draft"),
 }

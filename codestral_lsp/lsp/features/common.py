@@ -52,8 +52,14 @@ async def suggest(ls: CodestralServer, uri: str, position: types.Position,
     tab_size = options.tab_size if options else None  # None: as the document is indented
     insert_spaces = options.insert_spaces if options else None
 
+    cascade = ls.cascade
+    kept = cascade.answer_for(uri, doc.version, offset) if cascade is not None else None
+    if kept is not None:  # the remote's answer that the cascade told the client to ask for
+        completer.recent.put(snapshot.text, offset, kept.suggestion)
+        ls.record_latency(ls.last_latency_ms or 0.0, kept.backend)
+        return Answer(doc, offset, kept.suggestion)
     hit = completer.recent.lookup(snapshot.text, offset)
-    if hit is not None:
+    if hit is not None and not (invoked and cascade is not None):  # the user asks for the remote: go past it
         return Answer(doc, offset, hit)
 
     def work(cancelled):
@@ -64,6 +70,8 @@ async def suggest(ls: CodestralServer, uri: str, position: types.Position,
     except Superseded:
         return None
     ls.record_latency(result.latency_ms, result.backend if result.suggestion is not None else None)
+    if cascade is not None and doc.version == snapshot.version:  # decided after this answer goes out
+        ls.consider_escalating(result, invoked, doc, snapshot, offset, others, tab_size, insert_spaces)
     if result.suggestion is None or doc.text != snapshot.text:
         return None
     return Answer(doc, offset, result.suggestion)

@@ -44,3 +44,5 @@ def register(server: CodestralServer) -> None:
         ls.documents.close(params.text_document.uri)
         if ls.completer is not None:
             ls.completer.forget(params.text_document.uri)
+        if ls.cascade is not None:
+            ls.cascade.forget(params.text_document.uri)

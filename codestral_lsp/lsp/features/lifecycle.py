@@ -56,6 +56,8 @@ def register(server: CodestralServer) -> None:
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: CodestralServer, params: None) -> None:
         ls.scheduler.shutdown()
+        if ls.cascade is not None:
+            ls.cascade.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def workspace_roots(params: types.InitializeParams) -> list[str]:

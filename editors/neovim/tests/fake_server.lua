@@ -92,4 +92,11 @@ function M.send_status(status)
   M.dispatchers.notification("codestral/status", status)
 end
 
+--- Sends a server notification now (the cascade's codestral/inlineCompletionRefresh, ...).
+---@param method string
+---@param params table
+function M.send(method, params)
+  M.dispatchers.notification(method, params)
+end
+
 return M

@@ -146,6 +146,27 @@ describe("ghost text", function()
     eq("42", current().text, "the suggestion asked for at ready")
   end)
 
+  it("asks again on the cascade's refresh for the buffer's version, and only then", function()
+    start({ lines = { "x = " } })
+    answer({ { insertText = "local" } })
+    child:input("A")
+    child:lua("require('codestral').request()")
+    child:wait("require('codestral').is_visible()")
+    local before = child:lua("return #require('fake_server').messages('textDocument/inlineCompletion')")
+    child:lua([[
+      local fake = require("fake_server")
+      fake.respond = function() return { items = { { insertText = "remote" } } } end
+      local uri, version = vim.uri_from_bufnr(0), vim.lsp.util.buf_versions[0] or vim.lsp.util.buf_versions[vim.api.nvim_get_current_buf()]
+      fake.send("codestral/inlineCompletionRefresh", { uri = uri, version = version + 1 }) -- not this version
+      vim.wait(100)
+      fake.send("codestral/inlineCompletionRefresh", { uri = uri, version = version })
+    ]])
+    child:wait("#require('fake_server').messages('textDocument/inlineCompletion') == " .. (before + 1))
+    child:wait("(require('codestral.suggestion').current() or {}).text == 'remote'")
+    vim.wait(100)
+    eq(before + 1, child:lua("return #require('fake_server').messages('textDocument/inlineCompletion')"), "one request")
+  end)
+
   it("does not show an answer that is no longer the latest", function()
     start({ lines = { "x = " } })
     answer({ { insertText = "old" } }, 300)

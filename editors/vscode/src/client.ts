@@ -12,8 +12,17 @@ import { didChangeConfigurationParams, ServerSettings } from './settings';
 import { ProgressValue, ServerStatus, STATUS_NOTIFICATION } from './status';
 import type { LogOutputChannel } from './vscodeapi';
 
+/** The cascade's "ask again": a better suggestion waits for this document version (docs/ARCHITECTURE.md). */
+export const REFRESH_NOTIFICATION = 'codestral/inlineCompletionRefresh';
+
+export interface RefreshParams {
+    uri: string;
+    version: number;
+}
+
 export interface ClientHooks {
     onStatus(params: Partial<ServerStatus>): void;
+    onRefresh?(params: RefreshParams): void;
     onProgress(token: string | number, value: ProgressValue): void;
     /** The server process went away without our asking. */
     onStopped(): void;
@@ -47,6 +56,7 @@ export function createLanguageClient(server: ServerCommand, tree: ServerSettings
     const client = new LanguageClient('codestral', 'Codestral', { run: executable, debug: executable },
         clientOptions(tree, log, hooks));
     client.onNotification(STATUS_NOTIFICATION, (params: Partial<ServerStatus>) => hooks.onStatus(params));
+    client.onNotification(REFRESH_NOTIFICATION, (params: RefreshParams) => hooks.onRefresh?.(params));
     return client;
 }
 

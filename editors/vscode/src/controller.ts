@@ -1,7 +1,7 @@
 // The server's lifecycle: find it, start it, pass settings changes on, restart it, stop it.
 // Every step runs one after the other, so a restart during a start waits for the start.
 
-import type { ClientHooks, ServerClient } from './client';
+import type { ClientHooks, RefreshParams, ServerClient } from './client';
 import type { Discovery, ServerCommand } from './discovery';
 import type { ExtensionSettings, ServerSettings } from './settings';
 import type { StatusBar } from './status';
@@ -22,6 +22,8 @@ export interface ControllerDeps {
     openSettings(query: string): Thenable<unknown>;
     /** Asks the editor for an inline suggestion at the cursor (the server has just finished loading). */
     askForSuggestion(): Thenable<unknown>;
+    /** The focused editor's document (uri as the language client sends it, version), if any. */
+    activeDocument?(): RefreshParams | undefined;
     log: Log;
 }
 
@@ -97,6 +99,14 @@ export class Controller {
         }
     }
 
+    /** The cascade has a better answer for this document version: ask again if the user is still there. */
+    onRefresh(params: RefreshParams): void {
+        const doc = this.deps.activeDocument?.();
+        if (doc && doc.uri === params.uri && doc.version === params.version) {
+            void Promise.resolve(this.deps.askForSuggestion()).catch((error) => this.deps.log.error(String(error)));
+        }
+    }
+
     private async doStart(): Promise<void> {
         const settings = this.deps.readSettings();
         this.serverPath = settings.serverPath;
@@ -111,6 +121,7 @@ export class Controller {
         this.deps.log.info(`Starting ${[command, ...args].join(' ')} (found through ${source})`);
         const client = this.deps.createClient(found.server, settings.tree, {
             onStatus: (params) => this.onServerStatus(params),
+            onRefresh: (params) => this.onRefresh(params),
             onProgress: (token, value) => this.status.onProgress(token, value),
             onStopped: () => this.status.failed('The server stopped; see the log.'),
         });

@@ -60,6 +60,7 @@ function realDeps(log: api.LogOutputChannel): ControllerDeps {
         showError: api.showErrorMessage,
         openSettings: api.openSettings,
         askForSuggestion: api.triggerInlineSuggestion,
+        activeDocument: api.activeDocument,
         log,
     };
 }

@@ -18,6 +18,9 @@ export interface ServerSettings {
         fimPrompt: 'suffix' | 'tokens';
         requestTimeoutMs: number;
         retries: number;
+        cascade: 'off' | 'on';
+        cascadeThreshold: number;
+        cascadeRemotePerMinute: number;
     };
     completion: {
         enabled: boolean;
@@ -41,7 +44,7 @@ export type ServerKey = DottedKey<ServerSettings>;
 export const SERVER_KEYS: readonly ServerKey[] = [
     'model.path', 'model.device', 'model.dtype', 'model.quantize',
     'model.backend', 'model.endpoint', 'model.apiKeyEnv', 'model.remoteModel', 'model.fimPrompt',
-    'model.requestTimeoutMs', 'model.retries',
+    'model.requestTimeoutMs', 'model.retries', 'model.cascade', 'model.cascadeThreshold', 'model.cascadeRemotePerMinute',
     'completion.enabled', 'completion.maxTokens', 'completion.multiline', 'completion.debounceMs',
     'completion.timeoutMs', 'completion.prefixTokens', 'completion.suffixTokens', 'completion.temperature',
     'context.neighbourFiles', 'context.neighbourTokens', 'context.exclude', 'context.localInExcluded',

@@ -62,6 +62,11 @@ export function triggerInlineSuggestion(): Thenable<unknown> {
     return vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
 }
 
+export function activeDocument(): { uri: string; version: number } | undefined {
+    const doc = vscode.window.activeTextEditor?.document;
+    return doc ? { uri: doc.uri.toString(), version: doc.version } : undefined;
+}
+
 export function openSettings(query: string): Thenable<unknown> {
     return vscode.commands.executeCommand('workbench.action.openSettings', query);
 }

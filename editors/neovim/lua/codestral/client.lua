@@ -65,6 +65,22 @@ local function on_status(_, result, ctx)
   vim.api.nvim_exec_autocmds("User", { pattern = "CodestralStatus", modeline = false, data = result })
 end
 
+--- The cascade's `codestral/inlineCompletionRefresh` {uri, version}: a better suggestion waits for that version of
+--- the document; ask again if the user is still there (the current buffer, unchanged, in insert mode).
+local function on_refresh(_, result)
+  vim.schedule(function()
+    local bufnr = vim.uri_to_bufnr(result.uri)
+    local versions = vim.lsp.util.buf_versions
+    if
+      bufnr == vim.api.nvim_get_current_buf()
+      and versions[bufnr] == result.version
+      and vim.api.nvim_get_mode().mode:sub(1, 1) == "i"
+    then
+      require("codestral.suggestion").request(2) -- Automatic: the kept answer, not another escalation
+    end
+  end)
+end
+
 --- One server process for every buffer: the model is loaded once, whatever the project root.
 local function reuse(client, config)
   return client.name == config.name and not M.call(client, "is_stopped")
@@ -97,7 +113,7 @@ local function client_config(config)
     -- Wrapped in the section name, so workspace/configuration {section = "codestral"} finds it too.
     settings = { codestral = as_object(config.settings) },
     capabilities = capabilities,
-    handlers = { ["codestral/status"] = on_status },
+    handlers = { ["codestral/status"] = on_status, ["codestral/inlineCompletionRefresh"] = on_refresh },
     reuse_client = reuse,
     on_exit = function(code, signal, client_id)
       M.statuses[client_id] = nil

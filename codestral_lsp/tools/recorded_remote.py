@@ -1,0 +1,47 @@
+"""A stand-in remote for benchmarks: an OpenAI-compatible server on loopback that streams a fixed answer
+after a delay (a remote's latency) and counts the completion requests it gets. Not a model: it lets
+`bench typing --lsp --cascade` measure what the cascade costs the local suggestion, offline."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class RecordedRemote:
+    def __init__(self, answer: str = "pass", delay_s: float = 0.3):
+        self.answer, self.delay_s, self.requests = answer, delay_s, 0
+        remote = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # /v1/models
+                self._send("application/json", json.dumps({"data": [{"id": "recorded", "object": "model"}]}))
+
+            def do_POST(self):  # /v1/completions, streamed
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                remote.requests += 1
+                time.sleep(remote.delay_s)
+                events = [{"choices": [{"index": 0, "text": remote.answer}]},
+                          {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}]
+                self._send("text/event-stream", "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n")
+
+            def _send(self, kind: str, text: str) -> None:
+                data = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
