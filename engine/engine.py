@@ -91,9 +91,12 @@ class Engine:
         """Load a checkpoint folder (None: the embedded default model). Raises CheckpointError."""
         ckpt = find_checkpoint(path)
         dev = pick_device(device)
-        torch_dtype = pick_dtype(dtype, dev, ckpt.args.n_params())
+        # A GGUF file's quantized matrices stay as they are; what it holds in float runs in float32.
+        torch_dtype = torch.float32 if ckpt.format == "gguf" else pick_dtype(dtype, dev, ckpt.args.n_params())
         tokenizer = open_tokenizer(ckpt)
         model = load_model(ckpt, torch_dtype, dev)
+        if quantize == "int8" and ckpt.format == "gguf":
+            raise ValueError(f"{ckpt.folder}: a GGUF file is quantized already; load it without int8")
         if quantize == "int8":
             from .quantize import quantize_int8
 

@@ -319,8 +319,8 @@ class Transformer(nn.Module):
         T = len(tokens)
         pos, device = len(cache.tokens) - T, cache.k.device  # positions pos..pos+T-1, claimed by reserve
         rotation = self.rotations(pos, T, device)[:, None, :]  # [T, 1, D/2]
-        x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 else \
-            self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim]
+        x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 and type(self.tok_embeddings) is nn.Embedding \
+            else self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim] (a GGUF table: engine/qlinear.py)
         # Additive (a boolean mask is converted again in every layer): 0 where j <= pos + i, else -inf.
         mask = None if T == 1 else torch.full((T, pos + T), float("-inf"), dtype=x.dtype, device=device).triu(pos + 1)
         for i, layer in enumerate(self.layers):
