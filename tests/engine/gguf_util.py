@@ -90,3 +90,70 @@ def dequantized_state(model) -> dict[str, torch.Tensor]:
 def write_dequantized(model, tokenizer_file: Path, out: Path) -> Path:
     """A float32 GGUF file of the decoded weights (llama architecture), for llama.cpp to run exactly."""
     return write_gguf(dequantized_state(model).items(), model.args, tokenizer_file, out, "f32")
+
+
+def write_qwen2_gguf(folder: Path, seed: int = 0) -> tuple[Path, "object"]:
+    """A tiny random Qwen2 model (q/k/v biases, tied embeddings) with a byte-level BPE vocabulary trained
+    on code, written as llama.cpp's `qwen2` architecture the way its converter writes a Hugging Face
+    folder: q/k rows (and biases) in rotate-half order, merges and the "qwen2" pre-tokenizer.
+    Returns the file and our float32 model of it."""
+    import json
+
+    import gguf
+
+    from engine.checkpoints.gguf import gguf_name, tensor_order
+    from engine.checkpoints.loading import permute_rows
+    from engine.testing import random_model, tiny_args
+    from families_util import write_tokenizer
+
+    tokenizer_file = write_tokenizer(folder, "qwen2", vocab_size=600)
+    data = json.loads(tokenizer_file.read_text())
+    vocab = {**data["model"]["vocab"], **{t["content"]: t["id"] for t in data["added_tokens"]}}
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    special = {t["content"] for t in data["added_tokens"] if t["special"]}
+    merges = [m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]]
+    import dataclasses
+
+    args = dataclasses.replace(tiny_args(dim=256, hidden_dim=512, n_layers=2), vocab_size=len(tokens),
+                               qkv_bias=True, tied_embeddings=True, rope_theta=1e6)
+    model = random_model(args, seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.normal_(0, 0.1)
+    path = folder / "qwen2.gguf"
+    w = gguf.GGUFWriter(str(path), arch="qwen2")
+    w.add_context_length(args.max_seq_len)
+    w.add_embedding_length(args.dim)
+    w.add_block_count(args.n_layers)
+    w.add_feed_forward_length(args.hidden_dim)
+    w.add_head_count(args.n_heads)
+    w.add_head_count_kv(args.n_kv_heads)
+    w.add_rope_freq_base(args.rope_theta)
+    w.add_layer_norm_rms_eps(args.norm_eps)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types([3 if t in special else 1 for t in tokens])
+    w.add_token_merges(merges)
+    w.add_eos_token_id(vocab["<|endoftext|>"])
+    w.add_bos_token_id(vocab["<|endoftext|>"])
+    w.add_add_bos_token(False)
+    arrays = {}
+    for name, t in model.state_dict().items():
+        if name == "output.weight":
+            continue  # tied
+        t = t.detach().float()
+        module = name.split(".")[-2]
+        if module in ("wq", "wk"):
+            heads = args.n_heads if module == "wq" else args.n_kv_heads
+            t = permute_rows(t.view(t.shape[0], -1), heads).reshape(t.shape)
+        arrays[gguf_name(name)] = t.contiguous().numpy()
+    for key in sorted(arrays, key=tensor_order):
+        w.add_tensor(key, arrays[key])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path, model
