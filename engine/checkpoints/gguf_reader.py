@@ -70,10 +70,12 @@ def open_gguf(path: Path):
     except ImportError as exc:
         raise CheckpointError(f"{path}: reading GGUF files needs the gguf package (pip install gguf)") from exc
     try:
-        return gguf.GGUFReader(str(path), "c")  # copy-on-write map: writable views, nothing copied
+        reader = gguf.GGUFReader(str(path), "c")  # copy-on-write map: writable views, nothing copied
     except Exception as exc:  # the reader raises ValueError, IndexError, struct errors... for damaged files
         raise CheckpointError(f"{path}: not a readable GGUF file, truncated or corrupt ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from exc
+    reader.path = path  # for messages: the reader keeps only its map
+    return reader
 
 
 def _field(reader, key: str, default=KeyError):
