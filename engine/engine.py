@@ -267,6 +267,8 @@ class Engine:
     def info(self) -> dict:
         a = self.args
         params = sum(p.numel() for p in self.model.parameters())
+        if self.checkpoint is not None and self.checkpoint.format == "gguf":
+            params = a.n_params()  # its quantized matrices are buffers of blocks (engine/qlinear.py), not parameters
         return {
             "model": str(self.checkpoint.folder) if self.checkpoint else None,
             "format": self.checkpoint.format if self.checkpoint else None,
