@@ -209,9 +209,10 @@ def cmd_bench_engine(args) -> None:
         engine = Engine(model, Tokenizer(v3_tokenizer_path()))
     else:
         engine = load_engine(args, build_fused=True)
-    # transformers gets float weights only: with --quantize its row would compare different models.
+    # transformers gets float weights only: with --quantize or a GGUF file its row would compare different models.
+    gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
     result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
-                          with_transformers=not args.no_peers and not args.quantize)
+                          with_transformers=not args.no_peers and not args.quantize and not gguf)
     result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 

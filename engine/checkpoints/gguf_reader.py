@@ -68,26 +68,31 @@ def open_gguf(path: Path):
     try:
         import gguf
     except ImportError as exc:
-        raise CheckpointError(f"{path}: reading GGUF files needs the gguf package (pip install gguf)") from exc
+        raise CheckpointError(f"{path}: reading GGUF files needs the gguf package (pip install 'codestral-lsp[gguf]')") from exc
     try:
         reader = gguf.GGUFReader(str(path), "c")  # copy-on-write map: writable views, nothing copied
     except Exception as exc:  # the reader raises ValueError, IndexError, struct errors... for damaged files
         raise CheckpointError(f"{path}: not a readable GGUF file, truncated or corrupt ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from exc
     reader.path = path  # for messages: the reader keeps only its map
+    # The reader parses every value into small numpy arrays (~80 MB for a 32k vocabulary, several times
+    # that for 150k): keep plain Python values instead, and let those go.
+    reader.metadata = {}
+    for key, field in reader.fields.items():
+        try:
+            reader.metadata[key] = field.contents()
+        except Exception as exc:
+            raise CheckpointError(f"{path}: GGUF key {key!r} is unreadable ({exc})") from exc
+    reader.fields.clear()
     return reader
 
 
 def _field(reader, key: str, default=KeyError):
-    field = reader.fields.get(key)
-    if field is None:
+    if key not in reader.metadata:
         if default is KeyError:
             raise CheckpointError(f"{reader.path}: missing GGUF key {key!r}")
         return default
-    try:
-        return field.contents()
-    except Exception as exc:
-        raise CheckpointError(f"{reader.path}: GGUF key {key!r} is unreadable ({exc})") from exc
+    return reader.metadata[key]
 
 
 def _int(reader, key: str, default=KeyError) -> int:

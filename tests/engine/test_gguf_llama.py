@@ -109,3 +109,28 @@ def test_int8_on_a_gguf_file_is_refused(files):
 def test_missing_file_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         Engine.load(tmp_path / "none.gguf")
+
+
+def test_embedded_model_as_q8_0(tmp_path):
+    """The embedded model written by `quantize` (our writer, then llama.cpp's quantizer) as Q8_0: logits
+    against llama.cpp on the file and exactly on the decoded weights; greedy tokens equal llama.cpp's
+    on the decoded weights, and on the quantized file itself for this prompt (a trained model's
+    margins are wider than a random one's; ten prompts of 64 tokens are in the README)."""
+    from engine.checkpoints.gguf import quantize_gguf
+    from engine.checkpoints.loading import embedded_model_dir
+
+    if not (embedded_model_dir() / "params.json").is_file():
+        pytest.skip("this copy ships no embedded model")
+    path = quantize_gguf(None, tmp_path / "embedded-q8_0.gguf", "q8_0")
+    eng = Engine.load(path, device="cpu")
+    same_file = llama(path, logits_all=True)
+    exact = llama(write_dequantized(eng.model, v3_tokenizer_path(), tmp_path / "decoded.gguf"), logits_all=True)
+    ids = eng.tokenizer.encode_fim("def fib(n):\n    if n < 2:\n        return n\n    return ", "\n")
+    ours = eng.logits(ids)
+    scale = ours.abs().max().item()
+    assert (llama_logits(same_file, ids) - ours).abs().max().item() < 0.03 * scale
+    assert (llama_logits(exact, ids) - ours).abs().max().item() < 1e-3 * max(1.0, scale)
+    gen = eng.stream_tokens(ids, max_tokens=24)
+    [*gen]
+    assert gen.tokens == llama_greedy(exact, ids, 24, eng.tokenizer.stop_ids)
+    assert gen.tokens == llama_greedy(same_file, ids, 24, eng.tokenizer.stop_ids)
