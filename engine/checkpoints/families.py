@@ -133,6 +133,7 @@ GGUF_LAYER_NAMES = {
     "ffn_gate": "feed_forward.w1", "ffn_up": "feed_forward.w3", "ffn_down": "feed_forward.w2",
     "attn_norm": "attention_norm", "ffn_norm": "ffn_norm",
 }
+STARCODER2_GGUF_LAYER_NAMES = {**GGUF_LAYER_NAMES, "ffn_up": "feed_forward.w1"}  # c_fc; ffn_down is c_proj (w2)
 
 
 # -- the table ---------------------------------------------------------------------------------------
@@ -153,6 +154,7 @@ class Family:
     gguf_arch: str | None = None
     gguf_args: dict = dataclasses.field(default_factory=dict)
     gguf_rotate_half: bool = False
+    gguf_layer_names: dict = dataclasses.field(default_factory=lambda: GGUF_LAYER_NAMES)  # blk.N.<module> -> ours
 
 
 FAMILIES = (
@@ -164,7 +166,9 @@ FAMILIES = (
     Family("mixtral", ("MixtralForCausalLM", "mixtral"), mixtral_args, ("tokenizer.model", "tokenizer.json"),
            layer_names=MIXTRAL_LAYER_NAMES),
     Family("starcoder2", ("Starcoder2ForCausalLM", "starcoder2"), starcoder2_args, ("tokenizer.json",),
-           names=STARCODER2_NAMES, layer_names=STARCODER2_LAYER_NAMES),
+           names=STARCODER2_NAMES, layer_names=STARCODER2_LAYER_NAMES, gguf_arch="starcoder2",
+           gguf_args={"norm": "layer", "mlp": "gelu", "qkv_bias": True, "dense_bias": True},
+           gguf_rotate_half=True, gguf_layer_names=STARCODER2_GGUF_LAYER_NAMES),
 )
 MISTRAL = FAMILIES[0]  # Mistral's own folder format (params.json) is always this family
 

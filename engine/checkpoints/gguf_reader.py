@@ -13,6 +13,9 @@ so a shape [in, out] in the file is our [out, in]. Matrices of a quantized type 
 (embeddings `QuantEmbedding`, engine/qlinear.py) over the raw blocks; F32 matrices plain float
 layers; norms and biases float32 tensors.
 
+Architectures: `llama`, `qwen2` (q/k/v biases) and `starcoder2` (LayerNorm with biases, a GELU MLP
+whose ffn_up/ffn_down are c_fc/c_proj, biases everywhere; llama.cpp runs it without a sliding window).
+
 RoPE layout. llama.cpp's `llama` architecture rotates interleaved pairs (x0, x1), (x2, x3), ...
 like our model (its converter un-permutes Hugging Face's rows), so those q/k rows are used as they
 are. `qwen2` and `starcoder2` use its NEOX rope, which rotates halves (x_i, x_{i + D/2}), and their
@@ -149,14 +152,14 @@ def read_args(reader, family) -> ModelArgs:
 
 # -- tensors ----------------------------------------------------------------------------------------
 
-def our_name(name: str) -> str | None:
+def our_name(name: str, layer_names: dict = GGUF_LAYER_NAMES) -> str | None:
     """llama.cpp's tensor name -> ours ("blk.3.attn_q.bias" -> "layers.3.attention.wq.bias"); None if unknown."""
     stem, _, leaf = name.rpartition(".")
     if stem in GGUF_NAMES:
         return f"{GGUF_NAMES[stem]}.{leaf}"
     parts = stem.split(".")
-    if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in GGUF_LAYER_NAMES:
-        return f"layers.{parts[1]}.{GGUF_LAYER_NAMES[parts[2]]}.{leaf}"
+    if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in layer_names:
+        return f"layers.{parts[1]}.{layer_names[parts[2]]}.{leaf}"
     return None
 
 
@@ -188,7 +191,7 @@ def load_gguf_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> Tra
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     tensors = {}
     for t in reader.tensors:
-        name = our_name(t.name)
+        name = our_name(t.name, ckpt.family.gguf_layer_names)
         if name is None or name not in expected:
             if name is None and t.name.startswith(("blk.", "token_embd", "output")):
                 raise CheckpointError(f"{ckpt.folder}: unexpected tensor {t.name} for architecture {ckpt.family.gguf_arch}")

@@ -92,11 +92,12 @@ def write_dequantized(model, tokenizer_file: Path, out: Path) -> Path:
     return write_gguf(dequantized_state(model).items(), model.args, tokenizer_file, out, "f32")
 
 
-def write_qwen2_gguf(folder: Path, seed: int = 0) -> tuple[Path, "object"]:
+def write_qwen2_gguf(folder: Path, seed: int = 0, arch: str = "qwen2") -> tuple[Path, "object"]:
     """A tiny random Qwen2 model (q/k/v biases, tied embeddings) with a byte-level BPE vocabulary trained
     on code, written as llama.cpp's `qwen2` architecture the way its converter writes a Hugging Face
     folder: q/k rows (and biases) in rotate-half order, merges and the "qwen2" pre-tokenizer.
-    Returns the file and our float32 model of it."""
+    arch "starcoder2": StarCoder2's layers instead (LayerNorm, GELU MLP, biases everywhere), its
+    special tokens and the "starcoder" pre-tokenizer. Returns the file and our float32 model of it."""
     import json
 
     import gguf
@@ -106,7 +107,8 @@ def write_qwen2_gguf(folder: Path, seed: int = 0) -> tuple[Path, "object"]:
     from engine.testing import random_model, tiny_args
     from families_util import write_tokenizer
 
-    tokenizer_file = write_tokenizer(folder, "qwen2", vocab_size=600)
+    starcoder = arch == "starcoder2"
+    tokenizer_file = write_tokenizer(folder, "starcoder" if starcoder else "qwen2", vocab_size=600)
     data = json.loads(tokenizer_file.read_text())
     vocab = {**data["model"]["vocab"], **{t["content"]: t["id"] for t in data["added_tokens"]}}
     tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
@@ -116,13 +118,15 @@ def write_qwen2_gguf(folder: Path, seed: int = 0) -> tuple[Path, "object"]:
 
     args = dataclasses.replace(tiny_args(dim=256, hidden_dim=512, n_layers=2), vocab_size=len(tokens),
                                qkv_bias=True, tied_embeddings=True, rope_theta=1e6)
+    if starcoder:
+        args = dataclasses.replace(args, norm="layer", mlp="gelu", dense_bias=True)
     model = random_model(args, seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(".bias"):
                 p.normal_(0, 0.1)
-    path = folder / "qwen2.gguf"
-    w = gguf.GGUFWriter(str(path), arch="qwen2")
+    path = folder / f"{arch}.gguf"
+    w = gguf.GGUFWriter(str(path), arch=arch)
     w.add_context_length(args.max_seq_len)
     w.add_embedding_length(args.dim)
     w.add_block_count(args.n_layers)
@@ -130,10 +134,13 @@ def write_qwen2_gguf(folder: Path, seed: int = 0) -> tuple[Path, "object"]:
     w.add_head_count(args.n_heads)
     w.add_head_count_kv(args.n_kv_heads)
     w.add_rope_freq_base(args.rope_theta)
-    w.add_layer_norm_rms_eps(args.norm_eps)
+    if starcoder:
+        w.add_layer_norm_eps(args.norm_eps)
+    else:
+        w.add_layer_norm_rms_eps(args.norm_eps)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
+    w.add_tokenizer_pre("starcoder" if starcoder else "qwen2")
     w.add_token_list(tokens)
     w.add_token_types([3 if t in special else 1 for t in tokens])
     w.add_token_merges(merges)
@@ -149,7 +156,13 @@ def write_qwen2_gguf(folder: Path, seed: int = 0) -> tuple[Path, "object"]:
         if module in ("wq", "wk"):
             heads = args.n_heads if module == "wq" else args.n_kv_heads
             t = permute_rows(t.view(t.shape[0], -1), heads).reshape(t.shape)
-        arrays[gguf_name(name)] = t.contiguous().numpy()
+        if starcoder and name.startswith("norm."):
+            key = f"output_norm.{name.split('.')[-1]}"
+        elif starcoder and ".feed_forward." in name:  # c_fc is llama.cpp's ffn_up, c_proj its ffn_down
+            key = gguf_name(name).replace("ffn_gate", "ffn_up")
+        else:
+            key = gguf_name(name)
+        arrays[key] = t.contiguous().numpy()
     for key in sorted(arrays, key=tensor_order):
         w.add_tensor(key, arrays[key])
     w.write_header_to_file()

@@ -1,7 +1,8 @@
 """The tokenizer stored in a GGUF file, against llama.cpp's own (`Llama(vocab_only=True)`) on the same
 file: a SentencePiece vocabulary (`tokenizer.ggml.model` "llama", the v3 tokenizer) and a byte-level
-BPE one ("gpt2" with merges and the "qwen2" pre-tokenizer); and the `qwen2` architecture's model
-(q/k/v biases, tied embeddings, rotate-half rows) against llama.cpp."""
+BPE one ("gpt2" with merges and the "qwen2" or "starcoder" pre-tokenizer); and the `qwen2` and
+`starcoder2` architectures' models (biases, tied embeddings, rotate-half rows; StarCoder2's LayerNorm
+and GELU MLP) against llama.cpp."""
 
 from __future__ import annotations
 
@@ -38,9 +39,9 @@ def spm_file(tmp_path_factory):
     return convert(make_checkpoint(folder / "ckpt", dim=64, n_layers=1), folder / "spm.gguf")
 
 
-@pytest.fixture(scope="module")
-def qwen2(tmp_path_factory):
-    return write_qwen2_gguf(tmp_path_factory.mktemp("gguf-qwen2"))
+@pytest.fixture(scope="module", params=["qwen2", "starcoder2"])
+def bpe(request, tmp_path_factory):
+    return request.param, write_qwen2_gguf(tmp_path_factory.mktemp(f"gguf-{request.param}"), arch=request.param)[0]
 
 
 def _compare(path, tokenizer):
@@ -59,17 +60,19 @@ def test_sentencepiece_vocabulary_equals_llama_cpp(spm_file):
     _compare(spm_file, eng.tokenizer)
 
 
-def test_bpe_vocabulary_equals_llama_cpp(qwen2):
-    path, _ = qwen2
+def test_bpe_vocabulary_equals_llama_cpp(bpe):
+    arch, path = bpe
     eng = Engine.load(path, device="cpu")
-    assert eng.tokenizer.fim_name == "qwen2.5-coder"
+    assert eng.tokenizer.fim_name == {"qwen2": "qwen2.5-coder", "starcoder2": "starcoder"}[arch]
     _compare(path, eng.tokenizer)
 
 
-def test_qwen2_logits_equal_llama_cpp(qwen2, tmp_path):
-    path, _ = qwen2
+def test_bpe_families_logits_equal_llama_cpp(bpe, tmp_path):
+    arch, path = bpe
     eng = Engine.load(path, device="cpu")
     assert eng.args.qkv_bias and eng.args.tied_embeddings
+    assert (eng.args.norm, eng.args.mlp, eng.args.dense_bias) == (("layer", "gelu", True) if arch == "starcoder2"
+                                                                  else ("rms", "swiglu", False))
     ids = eng.tokenizer.encode_fim("def add(a, b):\n    return ", "\n")
     ours = eng.logits(ids)
     scale = ours.abs().max().item()
