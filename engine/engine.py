@@ -90,7 +90,7 @@ class Engine:
              quantize: str | None = None, **options) -> "Engine":
         """Load a checkpoint folder (None: the embedded default model). Raises CheckpointError."""
         ckpt = find_checkpoint(path)
-        dev = pick_device(device)
+        dev = torch.device("cpu") if ckpt.format == "gguf" and device == "auto" else pick_device(device)  # GGUF: CPU only for now
         # A GGUF file's quantized matrices stay as they are; what it holds in float runs in float32.
         torch_dtype = torch.float32 if ckpt.format == "gguf" else pick_dtype(dtype, dev, ckpt.args.n_params())
         tokenizer = open_tokenizer(ckpt)
