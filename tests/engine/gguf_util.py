@@ -14,7 +14,8 @@ from engine.qlinear import QuantEmbedding, QuantLinear
 
 # `codestral-lsp quantize --type` names -> llama.cpp's file types (llama_ftype), by attribute name.
 FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-          "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
+          "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+          "q2_k": "LLAMA_FTYPE_MOSTLY_Q2_K"}  # q2_k: a type the engine refuses (test_gguf_corrupt.py)
 
 
 def llama_cpp_module():
