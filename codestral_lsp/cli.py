@@ -246,9 +246,10 @@ def cmd_bench_engine(args) -> None:
         engine = Engine(model, Tokenizer(v3_tokenizer_path()))
     else:
         engine = load_engine(args, build_fused=True)
-    # transformers gets float weights only: with --quantize its row would compare different models.
+    # transformers gets float weights only: with --quantize or a GGUF file its row would compare different models.
+    gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
     result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
-                          with_transformers=not args.no_peers and not args.quantize)
+                          with_transformers=not args.no_peers and not args.quantize and not gguf)
     result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
@@ -321,13 +322,27 @@ def cmd_train(args) -> None:
     train.run(args)
 
 
+def cmd_quantize(args) -> None:
+    from engine import CheckpointError
+    from engine.checkpoints.gguf import GGUFError, quantize_gguf
+
+    progress(f"writing {args.out} ({args.type}) from {args.model_dir or 'the embedded model'}...")
+    try:
+        out = quantize_gguf(args.model_dir, args.out, args.type)
+    except (CheckpointError, GGUFError, OSError) as exc:
+        sys.exit(f"codestral-lsp: cannot quantize: {exc}")
+    result = {"out": str(out), "type": args.type, "bytes": out.stat().st_size}
+    print(json.dumps(result) if args.json else f"{out} ({out.stat().st_size / 2**20:.1f} MiB, {args.type})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="codestral-lsp", description="Inline code completions from a local "
                                 "Codestral-style model, over LSP.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_model(sp):
-        sp.add_argument("--model", help="checkpoint folder (Mistral or Hugging Face format); default: embedded")
+        sp.add_argument("--model", help="checkpoint folder (Mistral or Hugging Face format) or GGUF file; "
+                        "default: embedded")
         sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
         sp.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
         sp.add_argument("--quantize", default=None, choices=["int8"])
@@ -457,6 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = with_model(sub.add_parser("info", help="model, tokenizer, device, dtype, memory"))
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("quantize", help="write a checkpoint as a GGUF file (quantized by llama.cpp) that both "
+                       "llama.cpp and --model load")
+    s.add_argument("model_dir", nargs="?", default=None, help="checkpoint folder; default: the embedded model")
+    s.add_argument("out", help="the .gguf file to write")
+    s.add_argument("--type", default="q8_0", choices=["q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k", "f16", "f32"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_quantize)
 
     from engine.training.train import add_arguments
 

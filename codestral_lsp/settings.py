@@ -22,7 +22,7 @@ def setting(default: Any, description: str, choices: tuple | None = None, minimu
 
 @dataclass
 class ModelSettings:
-    path: str | None = setting(None, "Checkpoint folder (Mistral or Hugging Face format); empty: the embedded model.")
+    path: str | None = setting(None, "Checkpoint folder (Mistral or Hugging Face format) or GGUF file; empty: the embedded model.")
     device: str = setting("auto", "Where the model runs.", ("auto", "cpu", "cuda", "mps"))
     dtype: str = setting("auto", "Weight precision.", ("auto", "float32", "bfloat16", "float16"))
     quantize: str = setting("none", "Weight-only quantization.", ("none", "int8"))

@@ -91,10 +91,13 @@ class Engine:
              quantize: str | None = None, **options) -> "Engine":
         """Load a checkpoint folder (None: the embedded default model). Raises CheckpointError."""
         ckpt = find_checkpoint(path)
-        dev = pick_device(device)
-        torch_dtype = pick_dtype(dtype, dev, ckpt.args.n_params())
+        dev = torch.device("cpu") if ckpt.format == "gguf" and device == "auto" else pick_device(device)  # GGUF: CPU only for now
+        # A GGUF file's quantized matrices stay as they are; what it holds in float runs in float32.
+        torch_dtype = torch.float32 if ckpt.format == "gguf" else pick_dtype(dtype, dev, ckpt.args.n_params())
         tokenizer = open_tokenizer(ckpt)
         model = load_model(ckpt, torch_dtype, dev)
+        if quantize == "int8" and ckpt.format == "gguf":
+            raise ValueError(f"{ckpt.folder}: a GGUF file is quantized already; load it without int8")
         if quantize == "int8":
             from .quantize import quantize_int8
 
@@ -296,6 +299,8 @@ class Engine:
     def info(self) -> dict:
         a = self.args
         params = sum(p.numel() for p in self.model.parameters())
+        if self.checkpoint is not None and self.checkpoint.format == "gguf":
+            params = a.n_params()  # its quantized matrices are buffers of blocks (engine/qlinear.py), not parameters
         return {
             "model": str(self.checkpoint.folder) if self.checkpoint else None,
             "format": self.checkpoint.format if self.checkpoint else None,

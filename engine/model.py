@@ -325,8 +325,8 @@ class Transformer(nn.Module):
         T = len(tokens)
         pos, device = len(cache.tokens) - T, cache.k.device  # positions pos..pos+T-1, claimed by reserve
         rotation = self.rotations(pos, T, device)[:, None, :]  # [T, 1, D/2]
-        x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 else \
-            self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim]
+        x = self.tok_embeddings.weight[tokens[0]].view(1, -1) if T == 1 and type(self.tok_embeddings) is nn.Embedding \
+            else self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim] (a GGUF table: engine/qlinear.py)
         if self.widen_embeddings is not None:
             x = x.to(self.widen_embeddings)
         # Additive (a boolean mask is converted again in every layer): 0 where j <= pos + i, else -inf.
@@ -435,7 +435,8 @@ def keep_embeddings_in_bfloat16(model: nn.Module) -> bool:
     checkpoint saved in bfloat16: the embedded model), half the memory (16 MB of the embedded model).
     Rows widen back to float32 where they are read (`Transformer.embed`, and the fused step): exact,
     so every output stays the same. Returns whether it did."""
-    if not isinstance(model, Transformer) or model.widen_embeddings is not None:
+    if not isinstance(model, Transformer) or model.widen_embeddings is not None \
+            or type(model.tok_embeddings) is not nn.Embedding:  # a GGUF table keeps its own blocks
         return False
     table = model.tok_embeddings.weight.detach()
     if table.dtype != torch.float32 or table.device.type != "cpu":

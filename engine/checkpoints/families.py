@@ -126,6 +126,15 @@ STARCODER2_NAMES = {**LLAMA_NAMES, "model.norm.bias": "norm.bias"}
 STARCODER2_LAYER_NAMES = {**LLAMA_LAYER_NAMES, "mlp.c_fc": "feed_forward.w1", "mlp.c_proj": "feed_forward.w2"}
 MIXTRAL_LAYER_NAMES = {**LLAMA_LAYER_NAMES, "block_sparse_moe": "feed_forward"}  # .gate, .experts.E.w1 ...
 
+# llama.cpp's tensor names (GGUF files) -> ours: the whole-model ones, and one layer's modules (blk.N.<module>).
+GGUF_NAMES = {"token_embd": "tok_embeddings", "output_norm": "norm", "output": "output"}
+GGUF_LAYER_NAMES = {
+    "attn_q": "attention.wq", "attn_k": "attention.wk", "attn_v": "attention.wv", "attn_output": "attention.wo",
+    "ffn_gate": "feed_forward.w1", "ffn_up": "feed_forward.w3", "ffn_down": "feed_forward.w2",
+    "attn_norm": "attention_norm", "ffn_norm": "ffn_norm",
+}
+STARCODER2_GGUF_LAYER_NAMES = {**GGUF_LAYER_NAMES, "ffn_up": "feed_forward.w1"}  # c_fc; ffn_down is c_proj (w2)
+
 
 # -- the table ---------------------------------------------------------------------------------------
 
@@ -139,17 +148,27 @@ class Family:
     names: dict = dataclasses.field(default_factory=lambda: LLAMA_NAMES)  # HF tensor names -> ours
     layer_names: dict = dataclasses.field(default_factory=lambda: LLAMA_LAYER_NAMES)  # per-layer modules -> ours
     rotate_half: bool = True  # q/k rows stored permuted for rotate-half RoPE (undone on load)
+    # GGUF files (engine/checkpoints/gguf_reader.py): the `general.architecture` that selects this family,
+    # what its files imply beyond the common hyper-parameters, and whether llama.cpp keeps the q/k rows
+    # in the rotate-half layout (its NEOX RoPE: qwen2, starcoder2) rather than the interleaved one (llama).
+    gguf_arch: str | None = None
+    gguf_args: dict = dataclasses.field(default_factory=dict)
+    gguf_rotate_half: bool = False
+    gguf_layer_names: dict = dataclasses.field(default_factory=lambda: GGUF_LAYER_NAMES)  # blk.N.<module> -> ours
 
 
 FAMILIES = (
     # Codestral, Mistral-7B, the embedded model: SentencePiece and Codestral's FIM (tokenizer.py).
     Family("mistral", ("MistralForCausalLM", "mistral"), ModelArgs.from_hf_config, ("tokenizer.model", "tokenizer.model.v3")),
-    Family("llama", ("LlamaForCausalLM", "llama"), llama_args, ("tokenizer.json",)),
-    Family("qwen2", ("Qwen2ForCausalLM", "qwen2"), qwen2_args, ("tokenizer.json",)),
+    Family("llama", ("LlamaForCausalLM", "llama"), llama_args, ("tokenizer.json",), gguf_arch="llama"),
+    Family("qwen2", ("Qwen2ForCausalLM", "qwen2"), qwen2_args, ("tokenizer.json",), gguf_arch="qwen2",
+           gguf_args={"qkv_bias": True}, gguf_rotate_half=True),
     Family("mixtral", ("MixtralForCausalLM", "mixtral"), mixtral_args, ("tokenizer.model", "tokenizer.json"),
            layer_names=MIXTRAL_LAYER_NAMES),
     Family("starcoder2", ("Starcoder2ForCausalLM", "starcoder2"), starcoder2_args, ("tokenizer.json",),
-           names=STARCODER2_NAMES, layer_names=STARCODER2_LAYER_NAMES),
+           names=STARCODER2_NAMES, layer_names=STARCODER2_LAYER_NAMES, gguf_arch="starcoder2",
+           gguf_args={"norm": "layer", "mlp": "gelu", "qkv_bias": True, "dense_bias": True},
+           gguf_rotate_half=True, gguf_layer_names=STARCODER2_GGUF_LAYER_NAMES),
 )
 MISTRAL = FAMILIES[0]  # Mistral's own folder format (params.json) is always this family
 
@@ -165,3 +184,12 @@ def family_of(config: dict) -> Family:
                 return family
     known = ", ".join(f.architectures[0] for f in FAMILIES)
     raise ValueError(f"architecture {keys[0]!r} is not supported (supported: {known})")
+
+
+def gguf_family(arch: str) -> Family:
+    """The family of a GGUF file's `general.architecture`; ValueError if none reads it."""
+    for family in FAMILIES:
+        if family.gguf_arch == arch:
+            return family
+    known = ", ".join(f.gguf_arch for f in FAMILIES if f.gguf_arch)
+    raise ValueError(f"GGUF architecture {arch!r} is not supported (supported: {known})")

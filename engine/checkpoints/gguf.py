@@ -189,6 +189,38 @@ def convert(checkpoint_dir: str | Path | None, out_path: str | Path, dtype: str 
     return write_gguf(read_tensors(ckpt), ckpt.args, ckpt.tokenizer_file, out_path, dtype, ckpt.folder.name)
 
 
+# `codestral-lsp quantize --type` -> llama.cpp's file type (llama_ftype), by its name in llama_cpp.
+QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+               "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+               "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
+
+
+def quantize_gguf(checkpoint_dir: str | Path | None, out_path: str | Path, kind: str = "q8_0") -> Path:
+    """A checkpoint folder (None: the embedded model) -> a quantized GGUF file: written here in float32,
+    then quantized by llama.cpp's own quantizer (llama-cpp-python's `llama_model_quantize`), so the
+    file is exactly what llama.cpp would make and both it and our engine load it. "f32" and "f16"
+    skip the quantizer."""
+    import tempfile
+
+    if kind in DTYPES:
+        return convert(checkpoint_dir, out_path, kind)
+    if kind not in QUANT_TYPES:
+        raise GGUFError(f"unknown GGUF type {kind!r}: use {', '.join([*QUANT_TYPES, *DTYPES])}")
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise GGUFError("quantizing needs llama.cpp's quantizer: pip install llama-cpp-python") from exc
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="codestral-quantize-", dir=out_path.parent) as tmp:
+        f32 = convert(checkpoint_dir, Path(tmp) / "f32.gguf", "f32")
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp, QUANT_TYPES[kind])
+        if llama_cpp.llama_model_quantize(str(f32).encode(), str(out_path).encode(), params) != 0:
+            raise GGUFError(f"llama.cpp could not quantize {f32.name} to {kind}")
+    return out_path
+
+
 def main() -> None:
     import argparse
 

@@ -41,10 +41,12 @@ def byte_level_table() -> dict[str, int]:
 
 class HFTokenizer:
     def __init__(self, path: str | Path, fim: str | None = None, model_vocab: int | None = None,
-                 eos_ids: list[int] = ()):
+                 eos_ids: list[int] = (), tokenizer: _Tokenizer | None = None):
+        """A tokenizer.json; or `tokenizer`, one built in memory (a GGUF file's vocabulary,
+        engine/checkpoints/gguf_reader.py), with `path` naming where it came from."""
         self.path = Path(path)
         try:
-            self.tk = _Tokenizer.from_file(str(self.path))
+            self.tk = _Tokenizer.from_file(str(self.path)) if tokenizer is None else tokenizer
         except Exception as exc:  # the Rust library raises its own exception type
             raise TokenizerError(f"{self.path}: not a readable tokenizer.json ({exc})") from exc
         self.tk.encode_special_tokens = True  # user text never becomes a special token

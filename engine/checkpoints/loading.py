@@ -40,6 +40,7 @@ class Checkpoint:
     weight_files: list[Path]
     tokenizer_file: Path
     family: Family = MISTRAL
+    gguf: object = None  # format "gguf": the open gguf.GGUFReader (folder, weights and tokenizer: the file)
 
 
 def is_instruct(folder: Path | None) -> bool:
@@ -70,8 +71,12 @@ def embedded_draft_dir() -> Path:
 
 
 def find_checkpoint(folder: str | Path | None) -> Checkpoint:
-    """Inspect a folder and say what it holds, or raise CheckpointError with what is wrong."""
+    """Inspect a folder (or a .gguf file) and say what it holds, or raise CheckpointError with what is wrong."""
     folder = Path(folder) if folder is not None else embedded_model_dir()
+    if folder.suffix.lower() == ".gguf":
+        from .gguf_reader import gguf_checkpoint
+
+        return gguf_checkpoint(folder)
     if not folder.is_dir():
         hint = " (the embedded model is not installed with this copy)" if folder == embedded_model_dir() else ""
         raise CheckpointError(f"{folder}: model folder does not exist{hint}")
@@ -227,6 +232,12 @@ def read_tensors(ckpt: Checkpoint) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def load_model(ckpt: Checkpoint, dtype: torch.dtype, device: torch.device | str) -> Transformer:
+    """The checkpoint's model in `dtype` on `device`; a GGUF file's keeps its quantized matrices as they are
+    and its other tensors in float32 (engine/checkpoints/gguf_reader.py)."""
+    if ckpt.format == "gguf":
+        from .gguf_reader import load_gguf_model
+
+        return load_gguf_model(ckpt, device)
     with torch.device("meta"):
         model = Transformer(ckpt.args)
     expected = {name: p.shape for name, p in model.state_dict().items()}
@@ -253,6 +264,10 @@ def open_tokenizer(ckpt: Checkpoint):
     family's FIM template and stops), else SentencePiece (Mistral's, Codestral's FIM)."""
     from .tokenizer import Tokenizer
 
+    if ckpt.format == "gguf":
+        from .gguf_reader import gguf_tokenizer
+
+        return gguf_tokenizer(ckpt)
     if ckpt.tokenizer_file.suffix != ".json":
         return Tokenizer(ckpt.tokenizer_file)
     from .hf_tokenizer import HFTokenizer

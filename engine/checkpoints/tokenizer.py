@@ -37,10 +37,13 @@ class TokenizerError(ValueError):
 
 
 class Tokenizer:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, model_proto: bytes | None = None):
+        """A SentencePiece model file; or `model_proto`, a serialized model (a GGUF file's vocabulary,
+        engine/checkpoints/gguf_reader.py), with `path` naming where it came from."""
         path = Path(path)
         try:
-            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+            self.sp = spm.SentencePieceProcessor(model_file=str(path)) if model_proto is None else \
+                spm.SentencePieceProcessor(model_proto=model_proto)
         except (OSError, RuntimeError) as exc:
             raise TokenizerError(f"{path}: not a readable SentencePiece model ({exc})") from exc
         self.path = path

@@ -1,0 +1,110 @@
+"""Matrices kept in a GGUF file's own blocks: `QuantLinear` and `QuantEmbedding`.
+
+The raw blocks stay where the loader found them, a uint8 tensor [rows, row_bytes] viewed on the
+file's memory map (engine/checkpoints/gguf_reader.py), so a Q4_K matrix costs its 4.5 bits per
+weight in memory and nothing is copied at load. A product dequantizes TILE_ROWS output rows at a
+time to float32 and multiplies them (never the whole matrix: a tile of a 4096-wide layer is 4 MB);
+an embedding lookup dequantizes only the rows it gathers.
+
+Block formats (ggml's): Q8_0 and Q4_0 hold 32 weights a block with one float16 scale; Q4_K, Q5_K
+and Q6_K hold 256 a block in sub-blocks with 6- or 8-bit scales. Decoding them is `gguf.quants`
+(llama.cpp's own Python package); F16, BF16 and F32 are reinterpreted in place.
+
+`QuantLinear.multiply` is the one place a product happens, so that compiled kernels taking the
+blocks directly (planned: `quant_kernels.qmatmul(x [rows <= 16, K], raw [N, row_bytes], qtype,
+out [rows, N])`) plug in there: set `QuantLinear.kernel` to such a function.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+TILE_ROWS = 256  # output rows dequantized at once
+
+
+def _types() -> dict[int, str]:
+    from gguf import GGMLQuantizationType as T
+
+    return {int(t): t.name for t in (T.Q8_0, T.Q4_0, T.Q4_K, T.Q5_K, T.Q6_K, T.F16, T.BF16, T.F32)}
+
+
+SUPPORTED = _types()  # ggml type id -> name, the types this module decodes
+
+
+def dequantize_rows(raw: torch.Tensor, qtype: int, cols: int) -> torch.Tensor:
+    """Raw rows [rows, row_bytes] uint8 of ggml type `qtype` -> float32 [rows, cols]."""
+    name = SUPPORTED[qtype]
+    if name == "F32":
+        return raw.view(torch.float32)
+    if name == "F16":
+        return raw.view(torch.float16).float()
+    if name == "BF16":
+        return raw.view(torch.bfloat16).float()
+    from gguf.quants import dequantize
+
+    values = dequantize(raw.numpy(), qtype)  # [rows, cols] float32
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).view(raw.shape[0], cols)
+
+
+class QuantLinear(nn.Module):
+    """y = x W^T (+ b) with W [out_features, in_features] held as raw ggml blocks [out_features, row_bytes]."""
+
+    kernel: Callable | None = None  # qmatmul(x_f32, raw_u8, qtype, out_f32) for up to KERNEL_ROWS rows
+    KERNEL_ROWS = 16
+
+    def __init__(self, raw: torch.Tensor, qtype: int, in_features: int, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("raw", raw, persistent=False)
+        self.qtype, self.in_features, self.out_features = qtype, in_features, raw.shape[0]
+        self.bias = None if bias is None else nn.Parameter(bias.float(), requires_grad=False)
+
+    @property
+    def type_name(self) -> str:
+        return SUPPORTED[self.qtype]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).float()  # [rows, in]
+        out = self.multiply(flat)  # [rows, out]
+        if self.bias is not None:
+            out += self.bias
+        return out.view(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def multiply(self, x: torch.Tensor) -> torch.Tensor:
+        """x [rows, in] float32 -> x W^T [rows, out] float32."""
+        out = torch.empty(x.shape[0], self.out_features, dtype=torch.float32)
+        if self.kernel is not None and x.shape[0] <= self.KERNEL_ROWS:
+            self.kernel(x.contiguous(), self.raw, self.qtype, out)
+            return out
+        for start in range(0, self.out_features, TILE_ROWS):
+            end = min(start + TILE_ROWS, self.out_features)
+            w = dequantize_rows(self.raw[start:end], self.qtype, self.in_features)  # [tile, in]
+            out[:, start:end] = x @ w.t()
+        return out
+
+    def dequantized(self) -> torch.Tensor:
+        """The whole matrix [out, in] in float32 (tests, and devices without a kernel for the blocks)."""
+        return dequantize_rows(self.raw, self.qtype, self.in_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, type={self.type_name}"
+
+
+class QuantEmbedding(nn.Module):
+    """An embedding table [vocab, dim] held as raw ggml blocks [vocab, row_bytes]; a lookup
+    dequantizes only the rows it gathers."""
+
+    def __init__(self, raw: torch.Tensor, qtype: int, dim: int):
+        super().__init__()
+        self.register_buffer("raw", raw, persistent=False)
+        self.qtype, self.embedding_dim, self.num_embeddings = qtype, dim, raw.shape[0]
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.raw[ids.reshape(-1)]  # [n, row_bytes]: a copy of the gathered rows only
+        return dequantize_rows(rows, self.qtype, self.embedding_dim).view(*ids.shape, self.embedding_dim)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, type={SUPPORTED[self.qtype]}"

@@ -1,0 +1,137 @@
+"""GGUF files of the `llama` architecture, quantized by llama.cpp, run by our engine: against llama.cpp
+on the same file, and against llama.cpp on a float32 file of the very weights we decoded.
+
+Two oracles, because llama.cpp's products on quantized files are not ours: it rounds each block of
+activations to int8 (Q8_0 for Q8_0/Q4_0 weights, Q8_K for the K-quants) before the integer dot
+products, where we multiply in float32. That rounding (1/254 of a block's largest activation per
+element) compounds over the 15 products of a token in the tiny model; measured worst logit
+differences on it over ten prompts (tests/engine/gguf_report.py) were 0.021 (Q8_0), 0.023 (Q4_0),
+0.031 (Q4_K_M), 0.034 (Q5_K_M), 0.027 (Q6_K) with logits up to 1.74, at most 2.0% of the largest
+logit, so the tolerance is 3% of it. The second oracle removes that
+rounding: llama.cpp on float32 weights equal to our decoded blocks must agree to float32 precision
+(1e-3 relative, as the float32 export test in tests/server/test_peers.py), which checks the block
+decoding, the tensor layout and the whole forward pass exactly.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import CheckpointError, Engine
+from engine.checkpoints.gguf import convert
+from engine.checkpoints.tokenizer import v3_tokenizer_path
+from engine.qlinear import QuantEmbedding, QuantLinear
+from engine.testing import make_checkpoint
+
+from gguf_util import llama, llama_greedy, llama_logits, quantize, write_dequantized
+
+pytest.importorskip("gguf")
+
+PROMPTS = [("def add(a, b):\n    return ", "\n"), ("for i in range(", "):\n    print(i)\n"),
+           ("class Point:\n    def __init__(self, x, y):\n        self.", "\n")]
+TYPES = ["q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"]
+# The ggml types llama.cpp's quantizer gives the matrices of each file type (the output table and
+# some attention/FFN matrices of the _M mixes keep more bits; dims are multiples of 256 so the K-quants apply).
+EXPECTED_TYPES = {"q8_0": {"Q8_0"}, "q4_0": {"Q4_0", "Q6_K"}, "q4_k_m": {"Q4_K", "Q6_K"},
+                  "q5_k_m": {"Q5_K", "Q6_K"}, "q6_k": {"Q6_K"}}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gguf-llama")
+    ckpt = make_checkpoint(folder / "ckpt", dim=256, hidden_dim=512, n_layers=2)
+    f32 = convert(ckpt, folder / "f32.gguf")
+    return folder, f32
+
+
+def _file(files, kind):
+    folder, f32 = files
+    return f32 if kind == "f32" else quantize(f32, folder / f"{kind}.gguf", kind)
+
+
+def test_float32_file_is_the_folder_exactly(files):
+    folder, f32 = files
+    eng, ref = Engine.load(f32, device="cpu"), Engine.load(folder / "ckpt", device="cpu", dtype="float32")
+    ids = eng.tokenizer.encode_fim(*PROMPTS[0])
+    assert ids == ref.tokenizer.encode_fim(*PROMPTS[0])
+    assert torch.equal(eng.logits(ids), ref.logits(ids))
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_quantized_logits_against_llama_cpp(files, kind, tmp_path):
+    path = _file(files, kind)
+    eng = Engine.load(path, device="cpu")
+    model = eng.model
+    kinds = {m.type_name for m in model.modules() if isinstance(m, QuantLinear)}
+    assert kinds == EXPECTED_TYPES[kind]
+    assert isinstance(model.tok_embeddings, QuantEmbedding)
+    assert eng.fused_status != "on"  # the PyTorch path runs it (engine/fused.py `unsupported`)
+    # No copy: the blocks are the reader's memory map of the file.
+    mapped = {t.name: t.data.ctypes.data for t in eng.checkpoint.gguf.tensors}
+    assert model.layers[1].feed_forward.w2.raw.data_ptr() == mapped["blk.1.ffn_down.weight"]
+    assert model.tok_embeddings.raw.data_ptr() == mapped["token_embd.weight"]
+
+    same_file = llama(path, logits_all=True)
+    exact = llama(write_dequantized(model, v3_tokenizer_path(), tmp_path / "decoded.gguf"), logits_all=True)
+    for prefix, suffix in PROMPTS[:2]:
+        ids = eng.tokenizer.encode_fim(prefix, suffix)
+        ours = eng.logits(ids)  # [T, V]
+        scale = ours.abs().max().item()
+        assert (llama_logits(same_file, ids) - ours).abs().max().item() < 0.03 * scale
+        assert (llama_logits(exact, ids) - ours).abs().max().item() < 1e-3 * max(1.0, scale)
+
+
+@pytest.mark.parametrize("kind", ["q8_0", "q4_k_m"])
+def test_greedy_tokens_and_cache_paths(files, kind, tmp_path):
+    """Greedy tokens equal llama.cpp's on the decoded weights; a warm session and speculative decoding
+    give the cold run's tokens (decode steps of 1 and of several rows through QuantLinear)."""
+    eng = Engine.load(_file(files, kind), device="cpu")
+    exact = llama(write_dequantized(eng.model, v3_tokenizer_path(), tmp_path / "decoded.gguf"))
+    ids = eng.tokenizer.encode_fim(*PROMPTS[2])
+
+    def tokens(**kwargs):
+        gen = eng.stream_tokens(ids, max_tokens=12, **kwargs)
+        [*gen]
+        return gen.tokens
+
+    cold = tokens()
+    assert cold == llama_greedy(exact, ids, 12, eng.tokenizer.stop_ids)
+    tokens(session="doc")
+    assert tokens(session="doc") == cold
+    assert tokens(speculative="ngram", session="doc") == cold
+
+
+def test_int8_on_a_gguf_file_is_refused(files):
+    with pytest.raises(ValueError, match="quantized already"):
+        Engine.load(_file(files, "q8_0"), device="cpu", quantize="int8")
+
+
+def test_missing_file_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Engine.load(tmp_path / "none.gguf")
+
+
+def test_embedded_model_as_q8_0(tmp_path):
+    """The embedded model written by `quantize` (our writer, then llama.cpp's quantizer) as Q8_0: logits
+    against llama.cpp on the file and exactly on the decoded weights; greedy tokens equal llama.cpp's
+    on the decoded weights, and on the quantized file itself for this prompt (a trained model's
+    margins are wider than a random one's; ten prompts of 64 tokens are in the README)."""
+    from engine.checkpoints.gguf import quantize_gguf
+    from engine.checkpoints.loading import embedded_model_dir
+
+    if not (embedded_model_dir() / "params.json").is_file():
+        pytest.skip("this copy ships no embedded model")
+    path = quantize_gguf(None, tmp_path / "embedded-q8_0.gguf", "q8_0")
+    eng = Engine.load(path, device="cpu")
+    same_file = llama(path, logits_all=True)
+    exact = llama(write_dequantized(eng.model, v3_tokenizer_path(), tmp_path / "decoded.gguf"), logits_all=True)
+    ids = eng.tokenizer.encode_fim("def fib(n):\n    if n < 2:\n        return n\n    return ", "\n")
+    ours = eng.logits(ids)
+    scale = ours.abs().max().item()
+    assert (llama_logits(same_file, ids) - ours).abs().max().item() < 0.03 * scale
+    assert (llama_logits(exact, ids) - ours).abs().max().item() < 1e-3 * max(1.0, scale)
+    gen = eng.stream_tokens(ids, max_tokens=24)
+    [*gen]
+    assert gen.tokens == llama_greedy(exact, ids, 24, eng.tokenizer.stop_ids)
+    assert gen.tokens == llama_greedy(same_file, ids, 24, eng.tokenizer.stop_ids)
