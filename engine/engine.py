@@ -109,7 +109,9 @@ class Engine:
         engine = cls(model, tokenizer, ckpt, **options)
         if dev.type == "cpu":
             keep_embeddings_in_bfloat16(model)  # after `cls`, which takes the dtype from the first parameter
-        engine.use_fused_step(build=False)  # when this machine has built it already; returns freed heap pages
+        # When this machine has built it already (returns freed heap pages). A GGUF file's blocks are
+        # slow without their kernels (numpy dequantizes a tile for every product): build them now.
+        engine.use_fused_step(build=ckpt.format == "gguf")
         return engine
 
     def use_fused_step(self, build: bool = False) -> str:
@@ -120,6 +122,8 @@ class Engine:
         if self.device.type != "cpu":
             self.fused_status = "the fused step is for the CPU"
             return self.fused_status
+        if self.checkpoint is not None and self.checkpoint.format == "gguf":
+            return self._use_quant_kernels(build)
         module = fused.load(build=build)
         self.fused_status = fused.attach(self.model, module)
         self.fused_kernels = module.isa if self.fused_status == "on" else None
@@ -129,6 +133,19 @@ class Engine:
             if engine is not None:
                 engine._fit_output_tables()
         return_free_memory()
+        return self.fused_status
+
+    def _use_quant_kernels(self, build: bool) -> str:
+        """A GGUF model's matrices through the compiled block kernels (engine/quant_kernels.py): the
+        fused step takes bfloat16 matrices only, so for these the kernels are the fast path."""
+        from . import quant_kernels
+        from .qlinear import attach_kernels
+
+        kernels = quant_kernels if quant_kernels.load(build=build) is not None else None
+        status = attach_kernels(self.model, kernels)
+        self.fused_status = f"quantized kernels {status}" if kernels is not None else \
+            f"quantized kernels off: {quant_kernels.failure() or 'not built yet'}"
+        self.fused_kernels = quant_kernels.isa() if status == "on" else None
         return self.fused_status
 
     def _fit_output_tables(self) -> None:

@@ -356,14 +356,16 @@ class Transformer(nn.Module):
         model may hold no float32 table then (`fused.release_output_table`). That swaps the table out
         only after setting `fused`, so the table read before `fused` is real whenever `fused` is None
         (the server switches to the fused step on another thread, while completions run)."""
-        table, row_major = self.output.weight, self.output_row_major
+        output = self.output
+        table = output.weight if type(output) is nn.Linear else None  # read before `fused`: see above
+        row_major = self.output_row_major
         rows = h.numel() // h.shape[-1]
         fused = self.fused
         if fused is not None:
             return fused.logits(h.reshape(rows, -1).contiguous()).view(*h.shape[:-1], -1)
         if row_major is not None and 1 < rows <= STEP_ROWS:  # a speculative verification
             return (row_major @ h.reshape(rows, -1).t()).t().reshape(*h.shape[:-1], -1).float()
-        return (F.linear(h, table) if type(self.output) is nn.Linear else self.output.forward(h)).float()
+        return (F.linear(h, table) if table is not None else output.forward(h)).float()  # a GGUF table: engine/qlinear.py
 
     def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None,
                 last_only: bool = False) -> torch.Tensor:

@@ -10,9 +10,15 @@ Block formats (ggml's): Q8_0 and Q4_0 hold 32 weights a block with one float16 s
 and Q6_K hold 256 a block in sub-blocks with 6- or 8-bit scales. Decoding them is `gguf.quants`
 (llama.cpp's own Python package); F16, BF16 and F32 are reinterpreted in place.
 
-`QuantLinear.multiply` is the one place a product happens, so that compiled kernels taking the
-blocks directly (planned: `quant_kernels.qmatmul(x [rows <= 16, K], raw [N, row_bytes], qtype,
-out [rows, N])`) plug in there: set `QuantLinear.kernel` to such a function.
+`QuantLinear.multiply` is the one place a product happens. `attach_kernels` plugs the compiled
+kernels in there (engine/quant_kernels.py): every product goes through `qmatmul` on the blocks
+themselves with int8 activations, 16 rows a call, prefill included: a row's product does not depend on
+the rows beside it, so cold, warm and speculative runs give the same tokens (tests/engine/
+test_gguf_llama.py). Not bitwise: PyTorch's attention rounds a little differently for different
+batch shapes (~1e-7), and a changed int8 rounding step can move a later logit by ~1e-3. Lookups in
+the embedding table use the compiled `dequantize_rows`.
+Without the kernels (not built yet, another CPU, CUDA) products dequantize tiles through `gguf.quants`
+and multiply in float32, the numerics of the tests' exact oracle (llama.cpp on the decoded weights).
 """
 
 from __future__ import annotations
@@ -76,8 +82,12 @@ class QuantLinear(nn.Module):
     def multiply(self, x: torch.Tensor) -> torch.Tensor:
         """x [rows, in] float32 -> x W^T [rows, out] float32."""
         out = torch.empty(x.shape[0], self.out_features, dtype=torch.float32)
-        if self.kernel is not None and x.shape[0] <= self.KERNEL_ROWS:
-            self.kernel(x.contiguous(), self.raw, self.qtype, out)
+        if self.kernel is not None:
+            # Every row through the same int8 products, prefill too (in pieces of KERNEL_ROWS): a row's
+            # result does not depend on the rows beside it, so cold, warm and speculative runs agree.
+            x = x.contiguous()
+            for start in range(0, x.shape[0], self.KERNEL_ROWS):
+                self.kernel(x[start:start + self.KERNEL_ROWS], self.raw, self.qtype, out[start:start + self.KERNEL_ROWS])
             return out
         for start in range(0, self.out_features, TILE_ROWS):
             end = min(start + TILE_ROWS, self.out_features)
@@ -102,9 +112,29 @@ class QuantEmbedding(nn.Module):
         self.register_buffer("raw", raw, persistent=False)
         self.qtype, self.embedding_dim, self.num_embeddings = qtype, dim, raw.shape[0]
 
+    tile: Callable | None = None  # compiled dequantize_rows (attach_kernels)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.raw[ids.reshape(-1)]  # [n, row_bytes]: a copy of the gathered rows only
-        return dequantize_rows(rows, self.qtype, self.embedding_dim).view(*ids.shape, self.embedding_dim)
+        values = self.tile(rows, self.qtype, 0, rows.shape[0]) if self.tile is not None else \
+            dequantize_rows(rows, self.qtype, self.embedding_dim)
+        return values.view(*ids.shape, self.embedding_dim)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, type={SUPPORTED[self.qtype]}"
+
+
+def attach_kernels(model: nn.Module, kernels) -> str:
+    """Route the products and lookups of `model`'s GGUF matrices through the compiled kernels
+    (`kernels`: engine/quant_kernels.py, or None to go back to the `gguf.quants` tile path).
+    Returns "on", "off" (None given) or "none" (no matrix of a type the kernels take)."""
+    taken = 0
+    for module in model.modules():
+        if isinstance(module, (QuantLinear, QuantEmbedding)):
+            fits = kernels is not None and module.qtype in kernels.QTYPES.values()
+            if isinstance(module, QuantLinear):
+                module.kernel = kernels.qmatmul if fits else None
+            else:
+                module.tile = kernels.dequantize_rows if fits else None
+            taken += fits
+    return "off" if kernels is None else "on" if taken else "none"

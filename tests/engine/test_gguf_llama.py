@@ -21,7 +21,7 @@ import torch
 from engine import CheckpointError, Engine
 from engine.checkpoints.gguf import convert
 from engine.checkpoints.tokenizer import v3_tokenizer_path
-from engine.qlinear import QuantEmbedding, QuantLinear
+from engine.qlinear import QuantEmbedding, QuantLinear, attach_kernels
 from engine.testing import make_checkpoint
 
 from gguf_util import llama, llama_greedy, llama_logits, quantize, write_dequantized
@@ -62,11 +62,11 @@ def test_float32_file_is_the_folder_exactly(files):
 def test_quantized_logits_against_llama_cpp(files, kind, tmp_path):
     path = _file(files, kind)
     eng = Engine.load(path, device="cpu")
+    attach_kernels(eng.model, None)  # the float32 tile path, whose numerics the exact oracle shares
     model = eng.model
     kinds = {m.type_name for m in model.modules() if isinstance(m, QuantLinear)}
     assert kinds == EXPECTED_TYPES[kind]
     assert isinstance(model.tok_embeddings, QuantEmbedding)
-    assert eng.fused_status != "on"  # the PyTorch path runs it (engine/fused.py `unsupported`)
     # No copy: the blocks are the reader's memory map of the file.
     mapped = {t.name: t.data.ctypes.data for t in eng.checkpoint.gguf.tensors}
     assert model.layers[1].feed_forward.w2.raw.data_ptr() == mapped["blk.1.ffn_down.weight"]
@@ -87,6 +87,7 @@ def test_greedy_tokens_and_cache_paths(files, kind, tmp_path):
     """Greedy tokens equal llama.cpp's on the decoded weights; a warm session and speculative decoding
     give the cold run's tokens (decode steps of 1 and of several rows through QuantLinear)."""
     eng = Engine.load(_file(files, kind), device="cpu")
+    attach_kernels(eng.model, None)  # the float32 tile path (the kernels' own test follows)
     exact = llama(write_dequantized(eng.model, v3_tokenizer_path(), tmp_path / "decoded.gguf"))
     ids = eng.tokenizer.encode_fim(*PROMPTS[2])
 
@@ -97,6 +98,39 @@ def test_greedy_tokens_and_cache_paths(files, kind, tmp_path):
 
     cold = tokens()
     assert cold == llama_greedy(exact, ids, 12, eng.tokenizer.stop_ids)
+    tokens(session="doc")
+    assert tokens(session="doc") == cold
+    assert tokens(speculative="ngram", session="doc") == cold
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_compiled_kernels_against_llama_cpp_and_across_paths(files, kind, monkeypatch):
+    """With the compiled block kernels (engine/quant_kernels.py, int8 activations like llama.cpp's):
+    logits against llama.cpp on the same file within the tolerance above and close to the float32 tile
+    path; every position goes through the same products whatever its batch, so a warm session and
+    speculative decoding give the cold run's tokens."""
+    monkeypatch.setenv("CODESTRAL_LSP_FUSED", "auto")  # the tests turn compiled code off by default
+    path = _file(files, kind)
+    eng = Engine.load(path, device="cpu")  # builds the kernels for a GGUF file (once per machine)
+    assert eng.fused_status == "quantized kernels on" and eng.fused_kernels in ("avx512vnni", "avx2", "scalar")
+    same_file = llama(path, logits_all=True)
+    for prefix, suffix in PROMPTS[:2]:
+        ids = eng.tokenizer.encode_fim(prefix, suffix)
+        ours = eng.logits(ids)
+        scale = ours.abs().max().item()
+        assert (llama_logits(same_file, ids) - ours).abs().max().item() < 0.03 * scale
+        attach_kernels(eng.model, None)
+        assert (eng.logits(ids) - ours).abs().max().item() < 0.03 * scale
+        attach_kernels(eng.model, __import__("engine.quant_kernels").quant_kernels)
+
+    ids = eng.tokenizer.encode_fim(*PROMPTS[2])
+
+    def tokens(**kwargs):
+        gen = eng.stream_tokens(ids, max_tokens=12, **kwargs)
+        [*gen]
+        return gen.tokens
+
+    cold = tokens()
     tokens(session="doc")
     assert tokens(session="doc") == cold
     assert tokens(speculative="ngram", session="doc") == cold
