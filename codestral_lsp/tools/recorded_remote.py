@@ -1,6 +1,7 @@
 """A stand-in remote for benchmarks: an OpenAI-compatible server on loopback that streams a fixed answer
 after a delay (a remote's latency) and counts the completion requests it gets. Not a model: it lets
-`bench typing --lsp --cascade` measure what the cascade costs the local suggestion, offline."""
+`bench typing --lsp --cascade` measure what the cascade costs the local suggestion, offline, and the
+cascade's tests stall it on purpose (`hold` set: each request waits until `release` is set)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class RecordedRemote:
     def __init__(self, answer: str = "pass", delay_s: float = 0.3):
         self.answer, self.delay_s, self.requests = answer, delay_s, 0
+        self.hold, self.release = threading.Event(), threading.Event()
         remote = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,6 +27,8 @@ class RecordedRemote:
             def do_POST(self):  # /v1/completions, streamed
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 remote.requests += 1
+                if remote.hold.is_set():
+                    remote.release.wait(30)
                 time.sleep(remote.delay_s)
                 events = [{"choices": [{"index": 0, "text": remote.answer}]},
                           {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}]

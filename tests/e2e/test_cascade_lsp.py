@@ -6,61 +6,20 @@ and served when the client asks again, unless the user typed on first; the budge
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from codestral_lsp.tools.recorded_remote import RecordedRemote
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 REMOTE_TEXT = "remote_answer()"
 NEVER, ALWAYS = -1e9, 1.0  # thresholds: no local answer is unsure / every one is (log-probabilities are <= 0)
-
-
-class Remote:
-    """Streams REMOTE_TEXT and counts requests; while `hold` is set, answers only once `release` is."""
-
-    def __init__(self):
-        self.requests = 0
-        self.hold, self.release = threading.Event(), threading.Event()
-        remote = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self._send(200, "application/json", json.dumps({"data": [{"id": "recorded", "object": "model"}]}))
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                remote.requests += 1
-                if remote.hold.is_set():
-                    remote.release.wait(30)
-                events = [{"choices": [{"index": 0, "text": REMOTE_TEXT}]},
-                          {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}]
-                self._send(200, "text/event-stream", "".join(f"data: {json.dumps(e)}\n\n" for e in events)
-                           + "data: [DONE]\n\n")
-
-            def _send(self, status, kind, text):
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-REMOTE = Remote()
+REMOTE = RecordedRemote(REMOTE_TEXT, delay_s=0)  # while `hold` is set, answers once `release` is
 
 
 def settings(threshold: float, per_minute: int = 100) -> dict:

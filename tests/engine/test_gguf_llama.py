@@ -21,6 +21,7 @@ import torch
 from engine import CheckpointError, Engine
 from engine.checkpoints.gguf import convert
 from engine.checkpoints.tokenizer import v3_tokenizer_path
+from engine import quant_kernels
 from engine.qlinear import QuantEmbedding, QuantLinear, attach_kernels
 from engine.testing import make_checkpoint
 
@@ -43,6 +44,12 @@ def files(tmp_path_factory):
     ckpt = make_checkpoint(folder / "ckpt", dim=256, hidden_dim=512, n_layers=2)
     f32 = convert(ckpt, folder / "f32.gguf")
     return folder, f32
+
+
+def _tokens(eng, ids, **kwargs) -> list[int]:
+    gen = eng.stream_tokens(ids, max_tokens=12, **kwargs)
+    [*gen]
+    return gen.tokens
 
 
 def _file(files, kind):
@@ -91,16 +98,11 @@ def test_greedy_tokens_and_cache_paths(files, kind, tmp_path):
     exact = llama(write_dequantized(eng.model, v3_tokenizer_path(), tmp_path / "decoded.gguf"))
     ids = eng.tokenizer.encode_fim(*PROMPTS[2])
 
-    def tokens(**kwargs):
-        gen = eng.stream_tokens(ids, max_tokens=12, **kwargs)
-        [*gen]
-        return gen.tokens
-
-    cold = tokens()
+    cold = _tokens(eng, ids)
     assert cold == llama_greedy(exact, ids, 12, eng.tokenizer.stop_ids)
-    tokens(session="doc")
-    assert tokens(session="doc") == cold
-    assert tokens(speculative="ngram", session="doc") == cold
+    _tokens(eng, ids, session="doc")
+    assert _tokens(eng, ids, session="doc") == cold
+    assert _tokens(eng, ids, speculative="ngram", session="doc") == cold
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -121,19 +123,14 @@ def test_compiled_kernels_against_llama_cpp_and_across_paths(files, kind, monkey
         assert (llama_logits(same_file, ids) - ours).abs().max().item() < 0.03 * scale
         attach_kernels(eng.model, None)
         assert (eng.logits(ids) - ours).abs().max().item() < 0.03 * scale
-        attach_kernels(eng.model, __import__("engine.quant_kernels").quant_kernels)
+        attach_kernels(eng.model, quant_kernels)
 
     ids = eng.tokenizer.encode_fim(*PROMPTS[2])
 
-    def tokens(**kwargs):
-        gen = eng.stream_tokens(ids, max_tokens=12, **kwargs)
-        [*gen]
-        return gen.tokens
-
-    cold = tokens()
-    tokens(session="doc")
-    assert tokens(session="doc") == cold
-    assert tokens(speculative="ngram", session="doc") == cold
+    cold = _tokens(eng, ids)
+    _tokens(eng, ids, session="doc")
+    assert _tokens(eng, ids, session="doc") == cold
+    assert _tokens(eng, ids, speculative="ngram", session="doc") == cold
 
 
 def test_int8_on_a_gguf_file_is_refused(files):
