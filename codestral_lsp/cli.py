@@ -225,7 +225,11 @@ def cmd_bench(args) -> None:
 
 
 def cmd_bench_engine(args) -> None:
-    from .tools.bench import bench_engine
+    import torch  # noqa: F401 (in the baseline: the interpreter and torch, before any weights)
+
+    from .tools.bench import bench_engine, rss_mb_now
+
+    rss_before_load = rss_mb_now()
 
     if args.random_preset:
         import torch
@@ -249,7 +253,8 @@ def cmd_bench_engine(args) -> None:
     # transformers gets float weights only: with --quantize or a GGUF file its row would compare different models.
     gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
     result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
-                          with_transformers=not args.no_peers and not args.quantize and not gguf)
+                          with_transformers=not args.no_peers and not args.quantize and not gguf,
+                          with_llama_cpp=not args.no_peers, rss_before_load_mb=rss_before_load)
     result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
@@ -416,11 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench)
 
-    e = with_model(bench.add_parser("engine", help="prefill and decode tokens/s, ours and transformers'"))
+    e = with_model(bench.add_parser("engine", help="prefill and decode tokens/s, ours and transformers' (llama.cpp's on a GGUF file)"))
     e.add_argument("--random-preset", help="measure a random model of this preset (embedded, embedded-draft, ...)")
     e.add_argument("--prompt-tokens", type=int, default=1500)
     e.add_argument("--new-tokens", type=int, default=64)
-    e.add_argument("--no-peers", action="store_true", help="skip transformers")
+    e.add_argument("--no-peers", action="store_true", help="skip transformers (and llama.cpp on a GGUF file)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_bench_engine)
 
