@@ -233,7 +233,7 @@ def cmd_bench(args) -> None:
 
 
 def cmd_bench_engine(args) -> None:
-    import torch  # noqa: F401 (in the baseline: the interpreter and torch, before any weights)
+    import torch  # in the baseline below: the interpreter and torch, before any weights
 
     from .tools.bench import bench_engine, rss_mb_now
 
