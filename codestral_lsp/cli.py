@@ -6,8 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+# OpenMP's idle threads sleep between parallel regions instead of spinning (read once, when torch
+# loads). A language server shares its cores with the editor and everything else: there the spinning
+# workers of one region took the core the next small op needed, and a decode step's attention over
+# 1,500 tokens cost 20 ms a layer instead of 0.4 (2 threads, the other core busy). Set it to ACTIVE to
+# spin on a machine of its own.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def progress(message: str) -> None:
@@ -225,7 +233,11 @@ def cmd_bench(args) -> None:
 
 
 def cmd_bench_engine(args) -> None:
-    from .tools.bench import bench_engine
+    import torch  # in the baseline below: the interpreter and torch, before any weights
+
+    from .tools.bench import bench_engine, rss_mb_now
+
+    rss_before_load = rss_mb_now()
 
     if args.random_preset:
         import torch
@@ -249,7 +261,8 @@ def cmd_bench_engine(args) -> None:
     # transformers gets float weights only: with --quantize or a GGUF file its row would compare different models.
     gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
     result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
-                          with_transformers=not args.no_peers and not args.quantize and not gguf)
+                          with_transformers=not args.no_peers and not args.quantize and not gguf,
+                          with_llama_cpp=not args.no_peers, rss_before_load_mb=rss_before_load)
     result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
@@ -416,11 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench)
 
-    e = with_model(bench.add_parser("engine", help="prefill and decode tokens/s, ours and transformers'"))
+    e = with_model(bench.add_parser("engine", help="prefill and decode tokens/s, ours and transformers' (llama.cpp's on a GGUF file)"))
     e.add_argument("--random-preset", help="measure a random model of this preset (embedded, embedded-draft, ...)")
     e.add_argument("--prompt-tokens", type=int, default=1500)
     e.add_argument("--new-tokens", type=int, default=64)
-    e.add_argument("--no-peers", action="store_true", help="skip transformers")
+    e.add_argument("--no-peers", action="store_true", help="skip transformers (and llama.cpp on a GGUF file)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_bench_engine)
 

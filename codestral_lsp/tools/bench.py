@@ -162,15 +162,20 @@ def _range_json(p) -> dict:
 
 
 def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeats: int = 3,
-                 with_transformers: bool = True) -> dict:
+                 with_transformers: bool = True, with_llama_cpp: bool = True,
+                 rss_before_load_mb: float | None = None) -> dict:
     """Raw engine speed on one prompt: cold prefill tokens/s and greedy decode tokens/s, best of
     `repeats`, and the same for transformers' MistralForCausalLM on the same weights when installed.
+    A GGUF model instead runs beside llama.cpp (llama-cpp-python) on the same file, same threads, and
+    reports our resident memory (`memory`) against the file size plus one KV cache.
 
     The prompt is a fixed pseudo-random token sequence (speed does not depend on the text); decoding
     runs exactly new_tokens steps (no EOS or stop rule), so every system does the same work.
     """
     import torch
 
+    gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
+    rss_after_load = rss_mb_now()
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(100, engine.args.vocab_size, (prompt_tokens,), generator=gen).tolist()
     ours = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}
@@ -187,6 +192,23 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
               "threads": torch.get_num_threads(), "codestral": ours}
     if getattr(engine.model, "fused", None) is not None:
         result["step_ms"] = step_costs(engine.model, engine.new_cache, prompt)
+    elif gguf:
+        result["step_ms"] = quant_step_costs(engine.model, engine.new_cache, prompt)
+    if gguf:
+        path = Path(engine.checkpoint.folder)  # a GGUF checkpoint's folder is the file
+        cache_mb = _cache_bytes(engine) / 2**20
+        file_mb = path.stat().st_size / 2**20
+        rss_after_run = rss_mb_now()  # before llama.cpp loads the file into this process too
+        result["memory"] = {
+            "rss_before_load_mb": _round(rss_before_load_mb), "rss_after_load_mb": _round(rss_after_load),
+            "rss_after_run_mb": _round(rss_after_run), "file_mb": round(file_mb, 1), "kv_cache_mb": round(cache_mb, 1),
+            "rss_over_file_plus_cache": round(rss_after_run / (file_mb + cache_mb), 3) if rss_after_run else None}
+        if with_llama_cpp:
+            result["llama.cpp"] = _llama_cpp_speed(path, prompt, new_tokens, repeats, torch.get_num_threads(),
+                                                   engine.max_context)
+            theirs = result["llama.cpp"]
+            if "error" not in theirs:
+                result["ratio"] = {k: ours[k] / theirs[k] for k in ours}
     if with_transformers:
         result["transformers"] = _transformers_speed(engine, prompt, new_tokens, repeats)
         theirs = result["transformers"]
@@ -235,6 +257,97 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
     for t in rows:
         result[f"speedup_{t}"] = round(result[f"pytorch_{t}"] / result[f"fused_{t}"], 2)
     return result
+
+
+def quant_step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 5), rounds: int = 5,
+                     calls: int = 10) -> dict:
+    """`step_costs` for a GGUF model (its products run in the block kernels, there is no fused step to
+    compare): median milliseconds of a greedy step of T tokens after `prompt`, and the cost of 5 rows
+    over 1 (a 4-token speculative verification against a decode step)."""
+    import statistics
+
+    import torch
+
+    cache, times = new_cache(), {t: [] for t in rows}
+    with torch.inference_mode():
+        model.run(prompt, cache, "last")
+        base = len(cache.tokens)
+        for _ in range(rounds):
+            for t in rows:
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    model.run(prompt[:t], cache, "greedy")
+                    times[t].append((time.perf_counter() - started) * 1000)
+                    cache.rollback(base)
+    result = {f"quant_{t}": round(statistics.median(ms), 3) for t, ms in times.items()}
+    if {1, 5} <= set(rows):
+        result["cost_5_over_1"] = round(result["quant_5"] / result["quant_1"], 2)
+    return result
+
+
+def _llama_cpp_speed(path: Path, prompt: list[int], new_tokens: int, repeats: int, threads: int, n_ctx: int) -> dict:
+    """llama.cpp on the same GGUF file, as `bench_engine` times ours: prefill of the prompt from an empty
+    cache, then new_tokens - 1 greedy steps (argmax of the last logits, no sampler), best of `repeats`."""
+    import numpy as np
+
+    from .peers import BENCH_EXTRA, llama_cpp_model
+
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        return {"error": f"llama-cpp-python is not installed ({exc}); {BENCH_EXTRA}"}
+    try:
+        llm = llama_cpp_model(path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+    except Exception as exc:  # a peer that cannot load is reported, not fatal
+        return {"error": f"llama.cpp could not load {path.name}: {type(exc).__name__}: {exc}"}
+    n_vocab = llm.n_vocab()
+
+    def last_argmax() -> int:
+        logits = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        return int(np.ctypeslib.as_array(logits, shape=(n_vocab,)).argmax())
+
+    best = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}
+    try:
+        for _ in range(repeats):
+            llm.reset()  # the next eval drops the whole cache
+            start = time.perf_counter()
+            llm.eval(prompt)
+            token = last_argmax()
+            prefill_s = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(new_tokens - 1):
+                llm.eval([token])
+                token = last_argmax()
+            decode_s = time.perf_counter() - start
+            best["prefill_tokens_per_s"] = max(best["prefill_tokens_per_s"], len(prompt) / prefill_s)
+            best["decode_tokens_per_s"] = max(best["decode_tokens_per_s"], (new_tokens - 1) / decode_s)
+    except Exception as exc:
+        return {"error": f"llama.cpp failed: {type(exc).__name__}: {exc}"}
+    finally:
+        llm.close()
+    return {**best, "threads": threads, "version": getattr(llama_cpp, "__version__", None)}
+
+
+def _cache_bytes(engine) -> int:
+    """Bytes of one KV cache as `engine.new_cache` allocates it (k and v), computed, not allocated."""
+    import torch
+
+    a = engine.args  # the capacity as new_cache sets it: the window's or the context's
+    window = a.sliding_window if a.sliding_window and a.sliding_window < engine.max_context else None
+    capacity = window + engine.prefill_chunk if window else engine.max_context
+    return 2 * a.n_layers * a.n_kv_heads * capacity * a.head_dim * torch.empty((), dtype=engine.dtype).element_size()
+
+
+def rss_mb_now() -> float | None:
+    import os
+
+    from .soak import rss_mb
+
+    return rss_mb(os.getpid())
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
 
 
 def weight_quantization(model) -> str:

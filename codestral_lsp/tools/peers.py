@@ -157,6 +157,29 @@ def run_transformers(engine, prompts: list[list[int]], max_tokens: int, lookup: 
         return Run(run.name, error=f"transformers failed: {type(exc).__name__}: {exc}")
 
 
+def llama_cpp_model(path: str | Path, **kwargs):
+    """`llama_cpp.Llama` on a GGUF file with llama.cpp's extra CPU buffer types (AMX, repacked layouts)
+    off: with them on, llama-cpp-python 0.3.x crashes (a segfault in decode) on quantized files on
+    AVX-512/AMX CPUs; the plain CPU buffers run the same products. `Llama` takes its model parameters
+    from `llama_model_default_params` and has no argument for this one, so that function is wrapped
+    while the model loads."""
+    import llama_cpp.llama as module
+
+    original = module.llama_cpp.llama_model_default_params
+
+    def params():
+        p = original()
+        if hasattr(p, "use_extra_bufts"):  # llama.cpp builds before the field have no extra buffers to turn off
+            p.use_extra_bufts = False
+        return p
+
+    module.llama_cpp.llama_model_default_params = params
+    try:
+        return module.Llama(model_path=str(path), **kwargs)
+    finally:
+        module.llama_cpp.llama_model_default_params = original
+
+
 def run_llama_cpp(engine, prompts: list[list[int]], max_tokens: int, threads: int | None = None,
                   gguf_path: str | Path | None = None, progress: Progress | None = None) -> Run:
     """llama-cpp-python, greedy, on the engine's weights written as a float32 GGUF file (or gguf_path).
@@ -166,8 +189,8 @@ def run_llama_cpp(engine, prompts: list[list[int]], max_tokens: int, threads: in
     """
     run = Run("llama.cpp")
     try:
+        import llama_cpp  # noqa: F401 (installed?)
         import torch
-        from llama_cpp import Llama
     except ImportError as exc:
         run.error = f"llama-cpp-python is not installed ({exc}); {BENCH_EXTRA}"
         return run
@@ -180,8 +203,8 @@ def run_llama_cpp(engine, prompts: list[list[int]], max_tokens: int, threads: in
 
                 gguf_path = write_gguf(weights_as_values(engine.model).items(), engine.args, engine.tokenizer.path,
                                        Path(tmp) / "model.gguf", "f32")
-            llm = Llama(model_path=str(gguf_path), n_ctx=engine.max_context, n_batch=min(512, engine.max_context),
-                        n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+            llm = llama_cpp_model(gguf_path, n_ctx=engine.max_context, n_batch=min(512, engine.max_context),
+                                  n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
         except Exception as exc:
             run.error = f"llama.cpp could not load the weights: {type(exc).__name__}: {exc}"
             return run

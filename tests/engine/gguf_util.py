@@ -3,12 +3,12 @@ quantizer, and llama.cpp (llama-cpp-python) on the same files as the oracle."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
 import torch
 
+from codestral_lsp.tools.peers import llama_cpp_model
 from engine.checkpoints.gguf import write_gguf
 from engine.qlinear import QuantEmbedding, QuantLinear
 
@@ -32,32 +32,10 @@ def quantize(src: Path, out: Path, kind: str) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def _plain_cpu_buffers():
-    """llama.cpp's extra CPU buffer types (AMX and repacked layouts) crash this llama-cpp-python build
-    on quantized files on the development CPU (a segfault in decode); the plain CPU buffers do not,
-    and compute the same products."""
-    import llama_cpp.llama as module
-
-    original = module.llama_cpp.llama_model_default_params
-
-    def params():
-        p = original()
-        p.use_extra_bufts = False
-        return p
-
-    module.llama_cpp.llama_model_default_params = params
-    try:
-        yield
-    finally:
-        module.llama_cpp.llama_model_default_params = original
-
-
 def llama(path: Path, n_ctx: int = 512, **kwargs):
-    llama_cpp = llama_cpp_module()
-    with _plain_cpu_buffers():
-        return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=1, n_threads_batch=1, verbose=False,
-                               **kwargs)
+    llama_cpp_module()
+    # llama.cpp's extra CPU buffer types off: see llama_cpp_model
+    return llama_cpp_model(path, n_ctx=n_ctx, n_threads=1, n_threads_batch=1, verbose=False, **kwargs)
 
 
 def llama_logits(llm, ids: list[int]) -> torch.Tensor:

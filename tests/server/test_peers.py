@@ -192,3 +192,30 @@ def test_eval_runs_int8(checkpoint, tmp_path, capsys):
     main(["eval", str(data), "--model", str(checkpoint), "--quantize", "int8", "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n"] == 1 and 0.0 <= result["edit_similarity"] <= 1.0 and result["quantize"] == "int8"
+
+
+def test_bench_engine_puts_llama_cpp_beside_us_on_a_gguf_file(checkpoint, tmp_path, capsys):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from engine.checkpoints.gguf import quantize_gguf
+
+    path = quantize_gguf(checkpoint, tmp_path / "tiny-q8_0.gguf", "q8_0")
+    defaults = llama_cpp.llama_model_default_params
+    main(["bench", "engine", "--model", str(path), "--prompt-tokens", "40", "--new-tokens", "4", "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert llama_cpp.llama_model_default_params is defaults  # unwrapped once llama.cpp has loaded
+    speeds = {"prefill_tokens_per_s", "decode_tokens_per_s"}
+    assert result["prompt_tokens"] == 40 and result["new_tokens"] == 4
+    assert speeds <= set(result["codestral"]) and speeds <= set(result["llama.cpp"]), result.get("llama.cpp")
+    assert all(result[s][k] > 0 for s in ("codestral", "llama.cpp") for k in speeds)
+    assert result["llama.cpp"]["threads"] == result["threads"]
+    assert result["ratio"] == pytest.approx({k: result["codestral"][k] / result["llama.cpp"][k] for k in speeds})
+    assert "transformers" not in result  # it would run other (float) weights
+    steps = result["step_ms"]
+    assert steps["quant_1"] > 0 and steps["cost_5_over_1"] == pytest.approx(steps["quant_5"] / steps["quant_1"], abs=0.01)
+    memory = result["memory"]
+    assert memory["file_mb"] == round(path.stat().st_size / 2**20, 1)
+    a = Engine.load(path, device="cpu").args  # one float32 cache of max_seq_len positions: k and v
+    assert memory["kv_cache_mb"] == round(2 * a.n_layers * a.n_kv_heads * a.max_seq_len * a.head_dim * 4 / 2**20, 1)
+    assert 0 < memory["rss_before_load_mb"] <= memory["rss_after_load_mb"] <= memory["rss_after_run_mb"] * 1.05
+    assert memory["rss_over_file_plus_cache"] == pytest.approx(
+        memory["rss_after_run_mb"] / (memory["file_mb"] + memory["kv_cache_mb"]), rel=0.01)
