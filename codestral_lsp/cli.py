@@ -10,13 +10,6 @@ import os
 import sys
 from pathlib import Path
 
-# OpenMP's idle threads sleep between parallel regions instead of spinning (read once, when torch
-# loads). A language server shares its cores with the editor and everything else: there the spinning
-# workers of one region took the core the next small op needed, and a decode step's attention over
-# 1,500 tokens cost 20 ms a layer instead of 0.4 (2 threads, the other core busy). Set it to ACTIVE to
-# spin on a machine of its own.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
