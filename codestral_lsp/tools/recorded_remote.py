@@ -1,7 +1,8 @@
 """A stand-in remote for benchmarks: an OpenAI-compatible server on loopback that streams a fixed answer
-after a delay (a remote's latency) and counts the completion requests it gets. Not a model: it lets
+after a delay (a remote's latency) and records the completion requests it gets (`bodies`). Not a model: it lets
 `bench typing --lsp --cascade` measure what the cascade costs the local suggestion, offline, and the
-cascade's tests stall it on purpose (`hold` set: each request waits until `release` is set)."""
+cascade's tests stall it on purpose (`hold` set: each request waits until `release` is set), and the
+guardrails' tests read what left the server (`sent`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class RecordedRemote:
     def __init__(self, answer: str = "pass", delay_s: float = 0.3):
-        self.answer, self.delay_s, self.requests = answer, delay_s, 0
+        self.answer, self.delay_s = answer, delay_s
+        self.bodies: list[dict] = []  # each completion request's JSON body, in order
         self.hold, self.release = threading.Event(), threading.Event()
         remote = self
 
@@ -25,8 +27,7 @@ class RecordedRemote:
                 self._send("application/json", json.dumps({"data": [{"id": "recorded", "object": "model"}]}))
 
             def do_POST(self):  # /v1/completions, streamed
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                remote.requests += 1
+                remote.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
                 if remote.hold.is_set():
                     remote.release.wait(30)
                 time.sleep(remote.delay_s)
@@ -45,6 +46,14 @@ class RecordedRemote:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def requests(self) -> int:
+        return len(self.bodies)
+
+    def sent(self) -> str:
+        """Every prompt and suffix received, as one string."""
+        return "\n".join(f"{b.get('prompt', '')}\n{b.get('suffix', '')}" for b in self.bodies)
 
     def close(self) -> None:
         self.server.shutdown()

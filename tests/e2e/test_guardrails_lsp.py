@@ -5,12 +5,9 @@ records every prompt it receives. The workspace root, given as rootUri, holds a 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,52 +15,12 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from codestral_lsp.tools.recorded_remote import RecordedRemote
+
 ROOT = Path(tempfile.mkdtemp(prefix="codestral-guardrails-"))
 (ROOT / ".codestralignore").write_text("# this project's own\nprivate/\n")
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-class Recorder:
-    """An OpenAI-compatible server that streams `answer` and records each request's prompt and suffix."""
-
-    def __init__(self):
-        self.prompts: list[dict] = []
-        self.answer = "x"
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self._send(200, "application/json", json.dumps({"data": [{"id": "recorded", "object": "model"}]}))
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                recorder.prompts.append(body)
-                events = [{"choices": [{"index": 0, "text": recorder.answer}]},
-                          {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}]
-                self._send(200, "text/event-stream", "".join(f"data: {json.dumps(e)}\n\n" for e in events)
-                           + "data: [DONE]\n\n")
-
-            def _send(self, status, kind, text):
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def sent(self) -> str:
-        """Everything the server received, as one string."""
-        return "\n".join(str(p.get("prompt", "")) + "\n" + str(p.get("suffix", "")) for p in self.prompts)
-
-
-RECORDER = Recorder()
+RECORDER = RecordedRemote("x", delay_s=0)  # streams `answer`, records each request's body
 SETTINGS = {"model": {"backend": "openai", "endpoint": RECORDER.url},
             "completion": {"debounceMs": 0, "timeoutMs": 20000, "maxTokens": 16},
             "context": {"neighbourFiles": 3}}
@@ -109,16 +66,16 @@ async def inline(client: LanguageClient, uri: str, text: str) -> list[str]:
 
 
 async def test_an_excluded_document_never_reaches_the_remote(client: LanguageClient):
-    before = len(RECORDER.prompts)
+    before = len(RECORDER.bodies)
     for path in (".env", "deploy/server.pem", "private/notes.py", "config/secrets.py"):
         text = "DATABASE_PASSWORD_MARKER = 1\nx = "
         uri = open_doc(client, path, text)
         assert await inline(client, uri, text) == [], path
-    assert len(RECORDER.prompts) == before
+    assert len(RECORDER.bodies) == before
     assert "DATABASE_PASSWORD_MARKER" not in RECORDER.sent()
     text = "y = 1\nz = "  # and an ordinary document does reach it
     assert await inline(client, open_doc(client, "src/ok.py", text), text) == ["x"]
-    assert len(RECORDER.prompts) == before + 1
+    assert len(RECORDER.bodies) == before + 1
 
 
 async def test_a_neighbour_env_never_appears_in_a_prompt(client: LanguageClient):
@@ -128,7 +85,7 @@ async def test_a_neighbour_env_never_appears_in_a_prompt(client: LanguageClient)
     open_doc(client, "private/more.sh", lines + "# PRIVATE_MARKER\n", "sh")
     text = "export SERVICE_0_URL=https://svc0.example\nexport SERVICE_1_URL="
     assert await inline(client, open_doc(client, "run.sh", text, "sh"), text) == ["x"]
-    prompt = RECORDER.prompts[-1]["prompt"]
+    prompt = RECORDER.bodies[-1]["prompt"]
     assert "VARS_MARKER" in prompt  # the test is not vacuous: neighbours do lend
     assert "ENV_MARKER" not in RECORDER.sent() and "PRIVATE_MARKER" not in RECORDER.sent()
 
@@ -138,7 +95,7 @@ async def test_a_prompt_with_an_aws_key_arrives_redacted(client: LanguageClient)
     text = (f'import boto3\n\ns3 = boto3.client("s3", aws_access_key_id="{key}",\n'
             f'                  aws_secret_access_key="{secret}")\ns3.')
     assert await inline(client, open_doc(client, "src/upload.py", text), text) == ["x"]
-    prompt = RECORDER.prompts[-1]["prompt"]
+    prompt = RECORDER.bodies[-1]["prompt"]
     assert 'aws_access_key_id="<redacted>"' in prompt and 'aws_secret_access_key="<redacted>"' in prompt
     assert key not in RECORDER.sent() and secret not in RECORDER.sent()
 
@@ -167,16 +124,16 @@ async def test_added_folders_and_saved_ignore_files_are_read(client: LanguageCli
     (other / ".codestralignore").write_text("*.sql\n")
     client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
         types.WorkspaceFoldersChangeEvent(added=[types.WorkspaceFolder(other.as_uri(), "other")], removed=[])))
-    before = len(RECORDER.prompts)
+    before = len(RECORDER.bodies)
     text = "SELECT_MARKER = 1\nx = "
     uri = (other / "q.sql").as_uri()
     client.text_document_did_open(types.DidOpenTextDocumentParams(
         types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
-    assert await inline(client, uri, text) == [] and len(RECORDER.prompts) == before
+    assert await inline(client, uri, text) == [] and len(RECORDER.bodies) == before
 
     (ROOT / ".codestralignore").write_text("private/\ngenerated/\n")  # edited, then saved in the editor
     client.text_document_did_save(types.DidSaveTextDocumentParams(
         types.TextDocumentIdentifier((ROOT / ".codestralignore").as_uri())))
     assert await inline(client, open_doc(client, "generated/out.py", text), text) == []
-    assert len(RECORDER.prompts) == before and "SELECT_MARKER" not in RECORDER.sent()
+    assert len(RECORDER.bodies) == before and "SELECT_MARKER" not in RECORDER.sent()
     assert await inline(client, open_doc(client, "src/fine.py", text), text) == ["x"]  # others still reach it
