@@ -109,9 +109,7 @@ class Engine:
         engine = cls(model, tokenizer, ckpt, **options)
         if dev.type == "cpu":
             keep_embeddings_in_bfloat16(model)  # after `cls`, which takes the dtype from the first parameter
-        # When this machine has built it already (returns freed heap pages). A GGUF file's blocks are
-        # slow without their kernels (numpy dequantizes a tile for every product): build them now.
-        engine.use_fused_step(build=ckpt.format == "gguf")
+        engine.use_fused_step(build=False)  # when this machine has built it already; returns freed heap pages
         return engine
 
     def use_fused_step(self, build: bool = False) -> str:
@@ -135,16 +133,24 @@ class Engine:
         return_free_memory()
         return self.fused_status
 
+    def compiled_extension(self):
+        """What `use_fused_step(build=True)` compiles for this model (engine/fused.py `Extension`)."""
+        from . import fused, quant_kernels
+
+        return quant_kernels.EXTENSION if self.checkpoint is not None and self.checkpoint.format == "gguf" \
+            else fused.STEP
+
     def _use_quant_kernels(self, build: bool) -> str:
         """A GGUF model's matrices through the compiled block kernels (engine/quant_kernels.py): the
         fused step takes bfloat16 matrices only, so for these the kernels are the fast path."""
-        from . import quant_kernels
+        from . import fused, quant_kernels
         from .qlinear import attach_kernels
 
         kernels = quant_kernels if quant_kernels.load(build=build) is not None else None
         status = attach_kernels(self.model, kernels)
+        failure = quant_kernels.failure()
         self.fused_status = f"quantized kernels {status}" if kernels is not None else \
-            f"quantized kernels off: {quant_kernels.failure() or 'not built yet'}"
+            f"quantized kernels off: {failure}" if failure else fused.NOT_BUILT
         self.fused_kernels = quant_kernels.isa() if status == "on" else None
         return self.fused_status
 

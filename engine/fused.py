@@ -141,8 +141,9 @@ def load(build: bool = False):
     return STEP.load(build)
 
 
-def build_in_background(done) -> threading.Thread:
-    """Build (or load) the extension on a daemon thread, then call done(module or None). The thread,
+def build_in_background(done, extension: Extension | None = None) -> threading.Thread:
+    """Build (or load) the extension (default: the fused step's; a GGUF model's engine names the
+    quantized kernels, `Engine.compiled_extension`) on a daemon thread, then call done(module or None). The thread,
     and the compiler it starts, run at a lower CPU priority (Linux: nice 10 for this thread only), so
     that completions served meanwhile keep their speed."""
     def run():
@@ -151,7 +152,7 @@ def build_in_background(done) -> threading.Thread:
             os.setpriority(os.PRIO_PROCESS, me, max(10, os.getpriority(os.PRIO_PROCESS, me)))  # never higher
         except (AttributeError, OSError):  # not Linux, or not allowed: build at normal priority
             pass
-        done(load(build=True))
+        done((extension or STEP).load(build=True))
 
     thread = threading.Thread(target=run, name="fused-step-build", daemon=True)
     thread.start()

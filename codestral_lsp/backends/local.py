@@ -72,7 +72,7 @@ class LocalBackend(Backend):
             if log is not None:
                 log(f"codestral: fused decode step: {status}")
 
-        fused.build_in_background(built)
+        fused.build_in_background(built, self.engine.compiled_extension())
 
     def configure(self, settings: Settings) -> None:
         self.engine.spec_k, self.engine.spec_ngram = settings.speculative.k, settings.speculative.ngram

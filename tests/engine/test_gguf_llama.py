@@ -113,7 +113,8 @@ def test_compiled_kernels_against_llama_cpp_and_across_paths(files, kind, monkey
     speculative decoding give the cold run's tokens."""
     monkeypatch.setenv("CODESTRAL_LSP_FUSED", "auto")  # the tests turn compiled code off by default
     path = _file(files, kind)
-    eng = Engine.load(path, device="cpu")  # builds the kernels for a GGUF file (once per machine)
+    eng = Engine.load(path, device="cpu")
+    eng.use_fused_step(build=True)  # a GGUF model's compiled step: the block kernels (once per machine)
     assert eng.fused_status == "quantized kernels on" and eng.fused_kernels in ("avx512vnni", "avx2", "scalar")
     same_file = llama(path, logits_all=True)
     for prefix, suffix in PROMPTS[:2]:
