@@ -44,6 +44,7 @@ from ..model import Transformer
 # PACKAGES, gather_sources and is_heldout stay importable from here, as before the corpus moved out.
 from .corpus import (  # noqa: F401
     DEFAULT_CACHE,
+    LANGUAGES,
     PACKAGES,
     Corpus,
     corpus_sources,
@@ -151,6 +152,7 @@ class TrainConfig:
     eval_every: int = 250
     save_every_s: float = 600.0
     threads: int = 0  # 0: all cores
+    mix: dict[str, float] | None = None  # language shares overriding corpus.LANGUAGES' (renormalised)
 
     @property
     def total_steps(self) -> int:
@@ -229,6 +231,32 @@ def load_state(out: Path, model: Transformer, opt: torch.optim.AdamW) -> dict:
     return meta
 
 
+def mix_weights(overrides: dict[str, float] | None) -> dict[str, float]:
+    """The default mix with some languages' weights replaced; Corpus renormalises over those present.
+
+    >>> round(mix_weights({"python": 0.55})["python"], 2), mix_weights(None)["go"]
+    (0.55, 0.08)
+    """
+    mix = {lang: spec.mix for lang, spec in LANGUAGES.items()}
+    return {**mix, **(overrides or {})}
+
+
+def parse_mix(value: str) -> dict[str, float]:
+    """`python=0.55,go=0.1` -> {"python": 0.55, "go": 0.1}, with one clear error for a bad entry."""
+    out = {}
+    for item in filter(None, (x.strip() for x in value.split(","))):
+        lang, _, weight = item.partition("=")
+        if lang not in LANGUAGES:
+            raise argparse.ArgumentTypeError(f"unknown language {lang!r} in --mix; known: {', '.join(LANGUAGES)}")
+        try:
+            out[lang] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--mix {item!r}: expected LANGUAGE=WEIGHT, e.g. python=0.55") from None
+        if out[lang] < 0:
+            raise argparse.ArgumentTypeError(f"--mix {item!r}: a weight cannot be negative")
+    return out
+
+
 def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | None = None,
           resume: bool = False, languages: list[str] | None = None, cache: Path = DEFAULT_CACHE) -> Path:
     out = Path(cfg.out)
@@ -238,7 +266,7 @@ def train(cfg: TrainConfig, corpus_dirs: list[str] | None = None, init: str | No
     tok = Tokenizer(v3_tokenizer_path())
     languages = languages or ["python"]
     log(f"reading corpus ({', '.join(languages)})...")
-    corpus = Corpus(corpus_sources(languages, corpus_dirs, cache))
+    corpus = Corpus(corpus_sources(languages, corpus_dirs, cache), mix_weights(cfg.mix))
     (out / "corpus.json").write_text(json.dumps(corpus.manifest(), indent=2))
     log(f"corpus: {len(corpus.train)} training files, {len(corpus.heldout)} held out, "
         f"{sum(s.chars for s in corpus.sources) / 1e6:.1f}M characters; mix "
@@ -329,6 +357,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--languages", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=["python"],
                    help="comma-separated languages to train on (python, typescript, javascript, go, rust, java, "
                    "cpp, c); all but python come from the fetched corpus (default: python)")
+    p.add_argument("--mix", type=parse_mix, default=None, metavar="LANG=W,...",
+                   help="replace some languages' shares of the training mix (e.g. python=0.55; the rest keep "
+                   "their defaults, all renormalised over --languages)")
     p.add_argument("--fetch-corpus", action="store_true", help="download, licence-check, filter and deduplicate "
                    "the pinned non-Python packages into the corpus cache, print their sizes, and exit")
     p.add_argument("--corpus-cache", default=str(DEFAULT_CACHE), help="where --fetch-corpus puts the corpus")
@@ -376,7 +407,7 @@ def run(a: argparse.Namespace) -> None:
     if not a.out:
         raise SystemExit("codestral-lsp train: --out RUN_DIR is required")
     cfg = TrainConfig(out=a.out, preset=a.preset, tokens=a.tokens, seq_len=a.seq_len, batch=a.batch, lr=a.lr,
-                      min_lr=a.lr / 10, seed=a.seed, threads=a.threads, bf16=a.bf16)
+                      min_lr=a.lr / 10, seed=a.seed, threads=a.threads, bf16=a.bf16, mix=a.mix)
     train(cfg, a.corpus, a.init, a.resume, a.languages, Path(a.corpus_cache))
 
 
