@@ -12,7 +12,7 @@ and Q6_K hold 256 a block in sub-blocks with 6- or 8-bit scales. Decoding them i
 
 `QuantLinear.multiply` is the one place a product happens. `attach_kernels` plugs the compiled
 kernels in there (engine/quant_kernels.py): every product goes through `qmatmul` on the blocks
-themselves with int8 activations, 16 rows a call, prefill included: a row's product does not depend on
+themselves with int8 activations, prefill included (all its rows in one call): a row's product does not depend on
 the rows beside it, so cold, warm and speculative runs give the same tokens (tests/engine/
 test_gguf_llama.py). Not bitwise: PyTorch's attention rounds a little differently for different
 batch shapes (~1e-7), and a changed int8 rounding step can move a later logit by ~1e-3. Lookups in
@@ -59,8 +59,7 @@ def dequantize_rows(raw: torch.Tensor, qtype: int, cols: int) -> torch.Tensor:
 class QuantLinear(nn.Module):
     """y = x W^T (+ b) with W [out_features, in_features] held as raw ggml blocks [out_features, row_bytes]."""
 
-    kernel: Callable | None = None  # qmatmul(x_f32, raw_u8, qtype, out_f32) for up to KERNEL_ROWS rows
-    KERNEL_ROWS = 16
+    kernel: Callable | None = None  # qmatmul(x_f32, raw_u8, qtype, out_f32), any number of rows
 
     def __init__(self, raw: torch.Tensor, qtype: int, in_features: int, bias: torch.Tensor | None = None):
         super().__init__()
@@ -83,11 +82,10 @@ class QuantLinear(nn.Module):
         """x [rows, in] float32 -> x W^T [rows, out] float32."""
         out = torch.empty(x.shape[0], self.out_features, dtype=torch.float32)
         if self.kernel is not None:
-            # Every row through the same int8 products, prefill too (in pieces of KERNEL_ROWS): a row's
-            # result does not depend on the rows beside it, so cold, warm and speculative runs agree.
-            x = x.contiguous()
-            for start in range(0, x.shape[0], self.KERNEL_ROWS):
-                self.kernel(x[start:start + self.KERNEL_ROWS], self.raw, self.qtype, out[start:start + self.KERNEL_ROWS])
+            # Every row through the same int8 products, prefill too (one call: the kernel keeps each tile
+            # of the matrix in cache for all rows): a row's result does not depend on the rows beside it,
+            # so cold, warm and speculative runs agree.
+            self.kernel(x.contiguous(), self.raw, self.qtype, out)
             return out
         for start in range(0, self.out_features, TILE_ROWS):
             end = min(start + TILE_ROWS, self.out_features)

@@ -1,11 +1,12 @@
 """Products with GGUF's quantized matrices in their own blocks (engine/csrc/quant_kernels.cpp).
 
 `qmatmul(x, raw, qtype, out)` computes out = x @ dequant(raw).T for raw [N, row_bytes] uint8, each
-output row's blocks contiguous exactly as a GGUF file stores them, and x float32 [rows, K] with 1 to
-16 rows (a decode step or a speculative verification). The activations are quantized per block to
+output row's blocks contiguous exactly as a GGUF file stores them, and x float32 [rows, K]: a decode
+step, a speculative verification, or a whole prefill (the matrix then passes through the cache in
+tiles that every row meets, so it is read from memory once a call). The activations are quantized per block to
 int8 once per call and each weight block meets them in integer dot products (AVX-512 VNNI, AVX2, or
-plain loops; `isa()`), the weights read once for all rows. `dequantize_rows` widens a tile of rows
-to float32 (prefill, tile by tile). The extension is compiled on demand like the fused step
+plain loops; `isa()`), the weights read once for all rows. `dequantize_rows` widens rows to
+float32 (embedding lookups). The extension is compiled on demand like the fused step
 (engine/fused.py `Extension`: once per machine, into the cache; CODESTRAL_LSP_FUSED=off turns it off).
 
 Block layouts (ggml's; all numbers little-endian, `f16` an IEEE half; the examples' results are exact
@@ -46,7 +47,6 @@ import torch
 from .fused import Extension
 
 QTYPES = {"F16": 1, "Q4_0": 2, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30}  # ggml's type ids
-MAX_ROWS = 16
 EXTENSION = Extension("codestral_quant_kernels", Path(__file__).parent / "csrc" / "quant_kernels.cpp")
 
 

@@ -7,8 +7,8 @@
 // u8 x s8 multiply-adds (AVX2 `maddubs` + `madd`, AVX-512 VNNI `dpbusd`/`dpwssd`), the block's
 // scales applied once per block in float. Every weight row is read once for all rows of x (groups of
 // kGroup rows share each decoded block, tiles of weight rows stay in the cache for the next group),
-// so a verification of 5 tokens reads the weights once. Threads split N (ATen's pool:
-// torch.set_num_threads).
+// so a verification of 5 tokens reads the weights once, and a prefill of any length reads them once a
+// call too. Threads split N (ATen's pool: torch.set_num_threads).
 //
 // Vector code for the CPU the compiler targets (-march=native): AVX-512 with VNNI, else AVX2 (with
 // FMA and F16C), else plain loops; `isa` says which. The plain loops are also the specification the
@@ -266,11 +266,20 @@ void kquant_scales_only(int qtype, const uint8_t* blk, SuperBlock& s) {
     s.d = s.dmin = half_to_float(blk + 208);
     return;
   }
+  // scale_min_k4 for all eight sub-blocks at once, four bytes a word: bytes 0-3 of the packed 12 hold
+  // scales 0-3 in their low 6 bits, bytes 4-7 minimums 0-3, bytes 8-11 the low 4 bits of scales and
+  // minimums 4-7, and the top 2 bits of bytes 0-3 / 4-7 complete scales / minimums 4-7.
+  uint32_t word[3];
+  std::memcpy(word, blk + 4, 12);
+  const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x03030303u;
+  const uint32_t packed[4] = {word[0] & low6, ((word[2] & low4) | (((word[0] >> 6) & top2) << 4)),
+                              word[1] & low6, (((word[2] >> 4) & low4) | (((word[1] >> 6) & top2) << 4))};
+  uint8_t scale[8], min[8];
+  std::memcpy(scale, packed, 8);
+  std::memcpy(min, packed + 2, 8);
   for (int j = 0; j < 8; ++j) {
-    int scale, min;
-    scale_min_k4(blk + 4, j, scale, min);
-    s.scale16[2 * j] = s.scale16[2 * j + 1] = static_cast<int16_t>(scale);
-    s.offset16[2 * j] = s.offset16[2 * j + 1] = static_cast<int16_t>(min);
+    s.scale16[2 * j] = s.scale16[2 * j + 1] = scale[j];
+    s.offset16[2 * j] = s.offset16[2 * j + 1] = min[j];
   }
   s.d = half_to_float(blk);
   s.dmin = half_to_float(blk + 2);
@@ -527,7 +536,7 @@ void qmatmul(const torch::Tensor& x, const torch::Tensor& raw, int64_t qtype, to
   TORCH_CHECK(x.dtype() == torch::kFloat32 && x.dim() == 2 && x.is_contiguous() && x.device().is_cpu(),
               "x must be a contiguous float32 CPU tensor [rows, K], got ", x.sizes(), " ", x.dtype());
   const int64_t rows = x.size(0);
-  TORCH_CHECK(rows >= 1 && rows <= kMaxRows, "x has ", rows, " rows: the kernels take 1 <= rows <= ", kMaxRows);
+  TORCH_CHECK(rows >= 1, "x has no rows");
   TORCH_CHECK(x.size(1) % l.block == 0, "K = ", x.size(1), " is not a multiple of the block size ", l.block,
               " of type ", qtype);
   TORCH_CHECK(x.size(1) == K, "x has K = ", x.size(1), " columns but the rows of raw hold ", K, " weights");
@@ -538,10 +547,13 @@ void qmatmul(const torch::Tensor& x, const torch::Tensor& raw, int64_t qtype, to
   const uint8_t* w = raw.data_ptr<uint8_t>();
   float* o = out.data_ptr<float>();
   const int64_t row_bytes = raw.size(1);
-  // Weight rows in tiles of kTile, each tile read from memory once and multiplied with one group of
-  // rows of x after the other (from the cache): one group's activations stay in L1 for the tile,
-  // where all 16 rows' (64 KB at K = 2048 for Q8_0) would not.
-  constexpr int64_t kTile = 32;
+  // Weight rows in tiles, each tile read from memory once and multiplied with one group of rows of x
+  // after the other (from the cache). A decode step or a verification (<= kMaxRows rows): tiles of 32
+  // rows, so one group's activations stay in L1 for the tile, where all 16 rows' (64 KB at K = 2048 for
+  // Q8_0) would not. A prefill: tiles of ~256 KB that stay in L2 while every group of its rows passes,
+  // so the matrix comes from memory once per call, not once per 16 rows. A row's result is the same
+  // either way: groups start at multiples of kGroup and each row's sum runs in the same order.
+  const int64_t kTile = rows <= kMaxRows ? 32 : std::clamp<int64_t>((256 << 10) / row_bytes, 16, 512);
   at::parallel_for(0, N, kTile, [&](int64_t begin, int64_t end) {
     float res[kGroup];
     for (int64_t tile = begin; tile < end; tile += kTile) {
@@ -593,7 +605,7 @@ torch::Tensor dequantize_rows(const torch::Tensor& raw, int64_t qtype, int64_t f
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("isa") = kIsa;  // the vector code compiled: "avx512vnni", "avx2" or "scalar"
-  m.attr("max_rows") = kMaxRows;
+  m.attr("step_rows") = kMaxRows;  // up to this many rows a call is a step (small tiles), beyond a prefill
   m.def("qmatmul", &qmatmul, "out[rows, N] = x[rows, K] @ dequant(raw)^T");
   m.def("dequantize_rows", &dequantize_rows, "rows first..first+count of raw as float32 [count, K]");
 }
