@@ -181,10 +181,15 @@ def _float(raw: torch.Tensor, qtype: int, cols: int) -> torch.Tensor:
     return dequantize_rows(raw.view(1, -1), qtype, cols).view(-1)
 
 
-def load_gguf_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> Transformer:
-    """The model of a GGUF checkpoint on the CPU, quantized matrices kept in their blocks."""
-    if torch.device(device).type != "cpu":
-        raise CheckpointError(f"{ckpt.folder}: GGUF models run on the CPU only for now (device {device})")
+def load_gguf_model(ckpt: Checkpoint, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> Transformer:
+    """The model of a GGUF checkpoint. On the CPU its quantized matrices stay in their blocks (QuantLinear,
+    QuantEmbedding) unless `dtype` is given; on CUDA and MPS, where no kernel takes the blocks yet, each
+    matrix is dequantized at load, one at a time, to `dtype` (default bfloat16 on CUDA, float16 on MPS)
+    and moved to the device: the model then costs 2 bytes a weight there, not the file's size."""
+    device = torch.device(device)
+    if device.type != "cpu" and dtype is None:
+        dtype = torch.float16 if device.type == "mps" else torch.bfloat16
+    dequantize = dtype is not None
     reader, args = ckpt.gguf, ckpt.args
     with torch.device("meta"):
         model = Transformer(args)
@@ -218,8 +223,18 @@ def load_gguf_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> Tra
                 rows = raw if name.endswith(".weight") else raw.view(expected[name][0], -1)
                 tensors[name] = (qtype, unpermute_rows(rows, heads).contiguous().view(raw.shape))
 
-    state = {}
+    state, widened = {}, {}
     for name, module in list(model.named_modules()):
+        if dequantize and isinstance(module, (nn.Linear, nn.Embedding)):
+            qtype, raw = tensors.pop(f"{name}.weight")
+            cols = module.in_features if isinstance(module, nn.Linear) else module.embedding_dim
+            if raw.data_ptr() not in widened:  # a tied output table is the embedding's blocks: one copy
+                widened[raw.data_ptr()] = _dequantized(raw, qtype, cols, dtype, device)
+            state[f"{name}.weight"] = widened[raw.data_ptr()]
+            bias = tensors.pop(f"{name}.bias", None)
+            if bias is not None:
+                state[f"{name}.bias"] = _float(bias[1], bias[0], module.out_features).to(device, dtype)
+            continue
         if isinstance(module, nn.Linear):
             qtype, raw = tensors.pop(f"{name}.weight")
             bias = tensors.pop(f"{name}.bias", None)
@@ -238,8 +253,22 @@ def load_gguf_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> Tra
                 _replace(model, name, QuantEmbedding(raw, qtype, module.embedding_dim))
     for name, (qtype, raw) in tensors.items():  # norms' gains and biases
         state[name] = _float(raw, qtype, expected[name][0])
+        if dequantize:
+            state[name] = state[name].to(device, dtype)
     model.load_state_dict(state, assign=True, strict=False)
+    if dequantize:
+        model.to(device)  # the buffers (RoPE tables) that loading does not assign
     return model.eval()
+
+
+def _dequantized(raw: torch.Tensor, qtype: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A whole matrix in `dtype` on `device`, widened TILE_ROWS rows at a time (never the float32 matrix)."""
+    from ..qlinear import TILE_ROWS, dequantize_rows
+
+    out = torch.empty(raw.shape[0], cols, dtype=dtype, device=device)
+    for start in range(0, raw.shape[0], TILE_ROWS):
+        out[start:start + TILE_ROWS] = dequantize_rows(raw[start:start + TILE_ROWS], qtype, cols).to(device, dtype)
+    return out
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:

@@ -232,12 +232,13 @@ def read_tensors(ckpt: Checkpoint) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def load_model(ckpt: Checkpoint, dtype: torch.dtype, device: torch.device | str) -> Transformer:
-    """The checkpoint's model in `dtype` on `device`; a GGUF file's keeps its quantized matrices as they are
-    and its other tensors in float32 (engine/checkpoints/gguf_reader.py)."""
+    """The checkpoint's model in `dtype` on `device`; a GGUF file's keeps, on the CPU, its quantized matrices
+    as they are and its other tensors in float32, and is dequantized to `dtype` at load on CUDA and MPS
+    (engine/checkpoints/gguf_reader.py)."""
     if ckpt.format == "gguf":
         from .gguf_reader import load_gguf_model
 
-        return load_gguf_model(ckpt, device)
+        return load_gguf_model(ckpt, device, None if torch.device(device).type == "cpu" else dtype)
     with torch.device("meta"):
         model = Transformer(ckpt.args)
     expected = {name: p.shape for name, p in model.state_dict().items()}

@@ -167,3 +167,26 @@ def test_embedded_model_as_q8_0(tmp_path):
     [*gen]
     assert gen.tokens == llama_greedy(exact, ids, 24, eng.tokenizer.stop_ids)
     assert gen.tokens == llama_greedy(same_file, ids, 24, eng.tokenizer.stop_ids)
+
+
+@pytest.mark.parametrize("kind", ["q4_k_m", "q8_0"])
+def test_dequantized_at_load_is_the_block_model(files, kind):
+    # What CUDA and MPS get (no kernel takes the blocks there yet): every matrix widened once at load.
+    # Checked on the CPU: in float32 it is the block model's float tile path (the same decoded values,
+    # the same float32 products); in bfloat16, as close as bfloat16 weights allow.
+    from engine.checkpoints.gguf_reader import load_gguf_model
+    from engine.checkpoints.loading import find_checkpoint
+
+    ckpt = find_checkpoint(_file(files, kind))
+    blocks = load_gguf_model(ckpt, "cpu")
+    attach_kernels(blocks, None)
+    dense = load_gguf_model(ckpt, "cpu", torch.float32)
+    assert not any(isinstance(m, (QuantLinear, QuantEmbedding)) for m in dense.modules())
+    ids = torch.tensor([Engine.load(ckpt.folder, device="cpu").tokenizer.encode_fim(*PROMPTS[1])])
+    with torch.inference_mode():
+        expected, got = blocks(ids), dense(ids)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+    half = load_gguf_model(ckpt, "cpu", torch.bfloat16)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    with torch.inference_mode():
+        assert torch.allclose(half(ids).float(), expected, rtol=0, atol=0.05 * float(expected.abs().max()))
