@@ -278,6 +278,20 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 
 # -- tokenizer --------------------------------------------------------------------------------------
 
+def _chat_template(reader, tokens: list[str], ids: dict):
+    """The file's `tokenizer.chat_template` (instruct models' files carry one), or None."""
+    from .chat_template import ChatTemplate
+
+    source = _field(reader, "tokenizer.chat_template", None)
+    if not isinstance(source, str) or not source.strip():
+        return None
+    name = lambda i: tokens[i] if i is not None else None  # noqa: E731
+    try:
+        return ChatTemplate(source, name(ids["bos"]), name(ids["eos"]))
+    except ValueError as exc:
+        raise CheckpointError(f"{reader.path}: tokenizer.chat_template: {exc}") from exc
+
+
 def gguf_tokenizer(ckpt: Checkpoint):
     """The tokenizer stored in the file: SentencePiece for "llama" vocabularies, `tokenizers` BPE for "gpt2"."""
     reader, path = ckpt.gguf, ckpt.folder
@@ -307,7 +321,8 @@ def gguf_tokenizer(ckpt: Checkpoint):
         tk = bpe_tokenizer(path, tokens, _field(reader, "tokenizer.ggml.merges"), types,
                            _field(reader, "tokenizer.ggml.pre", "default"),
                            ids["bos"] if _field(reader, "tokenizer.ggml.add_bos_token", False) else None)
-        return HFTokenizer(path, ckpt.family.fim, ckpt.args.vocab_size, [ids["eos"], ids["eot"]], tokenizer=tk)
+        return HFTokenizer(path, ckpt.family.fim, ckpt.args.vocab_size, [ids["eos"], ids["eot"]], tokenizer=tk,
+                           chat=_chat_template(reader, tokens, ids))
     raise CheckpointError(f"{path}: tokenizer.ggml.model {kind!r} is not supported (llama and gpt2 are)")
 
 

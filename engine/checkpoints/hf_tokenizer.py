@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as _Tokenizer
 
+from .chat_template import ChatTemplate, encode_template_text
 from .families import FimTemplate, fim_template
 from .tokenizer import SPACE, StreamDecoder, TokenizerError, valid_text
 
@@ -41,9 +42,11 @@ def byte_level_table() -> dict[str, int]:
 
 class HFTokenizer:
     def __init__(self, path: str | Path, fim: str | None = None, model_vocab: int | None = None,
-                 eos_ids: list[int] = (), tokenizer: _Tokenizer | None = None):
+                 eos_ids: list[int] = (), tokenizer: _Tokenizer | None = None, chat: ChatTemplate | None = None):
         """A tokenizer.json; or `tokenizer`, one built in memory (a GGUF file's vocabulary,
-        engine/checkpoints/gguf_reader.py), with `path` naming where it came from."""
+        engine/checkpoints/gguf_reader.py), with `path` naming where it came from. `chat`: the
+        checkpoint's chat template (tokenizer_config.json), for instruct models."""
+        self.chat = chat
         self.path = Path(path)
         try:
             self.tk = _Tokenizer.from_file(str(self.path)) if tokenizer is None else tokenizer
@@ -95,7 +98,20 @@ class HFTokenizer:
     def fim_name(self) -> str | None:
         return self.template.name if self.template else None
 
-    supports_instruct = False  # chat templates of these families are not implemented
+    @property
+    def supports_instruct(self) -> bool:
+        return self.chat is not None
+
+    def encode_chat(self, turns: list[tuple[str, str]]) -> list[int]:
+        """(role, content) turns through the checkpoint's own chat template, ending where the answer
+        starts: the template's text with its special tokens, each content as plain text."""
+        if self.chat is None:
+            raise TokenizerError(f"{self.path.name}: the checkpoint has no chat template (tokenizer_config.json)")
+        ids: list[int] = []
+        for piece in self.chat.render(turns):
+            ids += self.encode(turns[piece][1]) if isinstance(piece, int) else \
+                encode_template_text(piece, self.special, self.encode)
+        return ids
 
     def encode(self, text: str, bos: bool = False) -> list[int]:
         """Text as the start of a prompt (with a SentencePiece-style tokenizer's dummy space)."""

@@ -276,7 +276,31 @@ def open_tokenizer(ckpt: Checkpoint):
     config = _read_json(ckpt.folder / "config.json")
     eos = config.get("eos_token_id")
     return HFTokenizer(ckpt.tokenizer_file, ckpt.family.fim, ckpt.args.vocab_size,
-                       eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
+                       eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [],
+                       chat=hf_chat_template(ckpt.folder))
+
+
+def hf_chat_template(folder: Path):
+    """The chat template of a Hugging Face folder's tokenizer_config.json (the default one where it lists
+    several), or None; CheckpointError where it is there but unusable."""
+    from .chat_template import ChatTemplate
+
+    path = folder / "tokenizer_config.json"
+    config = _read_json(path) if path.is_file() else {}
+    source = config.get("chat_template") if isinstance(config, dict) else None
+    if isinstance(source, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        source = next((t.get("template") for t in source if isinstance(t, dict) and t.get("name") == "default"), None)
+    if not isinstance(source, str) or not source.strip():
+        return None
+
+    def token(key):
+        value = config.get(key)
+        return value.get("content") if isinstance(value, dict) else value if isinstance(value, str) else None
+
+    try:
+        return ChatTemplate(source, token("bos_token"), token("eos_token"))
+    except ValueError as exc:
+        raise CheckpointError(f"{folder / 'tokenizer_config.json'}: {exc}") from exc
 
 
 def save_mistral_checkpoint(model: Transformer, folder: str | Path, tokenizer_file: str | Path | None = None,
