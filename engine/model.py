@@ -19,6 +19,7 @@ one token it costs more than a small model's matrix products), or the fused C++ 
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -61,10 +62,48 @@ NORMS = {"rms": RMSNorm, "layer": LayerNorm}  # ModelArgs.norm
 def rope_table(head_dim: int, length: int, theta: float, device=None, scaling: dict | None = None) -> torch.Tensor:
     """The rotation of each pair at positions 0..length-1 as unit complex numbers: [length, head_dim // 2]."""
     freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    if scaling is not None:
+    magnitude = 1.0
+    if scaling is not None and scaling["type"] == "yarn":
+        freqs, magnitude = yarn_frequencies(freqs, scaling, head_dim, theta)
+    elif scaling is not None:
         freqs = scaled_frequencies(freqs, scaling)
     angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * freqs[None, :]  # [T, D/2]
-    return torch.polar(torch.ones_like(angles), angles)
+    return torch.polar(torch.full_like(angles, magnitude), angles)
+
+
+def yarn_frequencies(freqs: torch.Tensor, scaling: dict, head_dim: int, theta: float) -> tuple[torch.Tensor, float]:
+    """YaRN (Qwen2.5-Coder's long contexts): pairs that turn more than beta_fast times within the original
+    context keep their frequency, pairs that turn fewer than beta_slow times are interpolated (divided
+    by `factor`), a linear ramp between; and q and k are both scaled by the attention factor
+    (0.1 ln(factor) + 1 unless given), so the logits grow by its square. Pair i turns r times in L
+    positions where 2 pi theta^(2i/D) = L / r, i.e. i = D ln(L / (2 pi r)) / (2 ln theta).
+
+    e.g. D = 128, theta = 1e6, L = 32768, factor 4: i(32) = 23.6 and i(1) = 39.6, so pairs 0-23 keep
+    their frequency, pairs 40-63 are divided by 4, pair 31 gets freq * (9/17 + 8/17 / 4), and the factor is
+    0.1 ln 4 + 1 = 1.1386."""
+    factor, original = scaling["factor"], scaling["original_max_position_embeddings"]
+
+    def pair_turning(rotations: float) -> float:
+        return head_dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low, high = pair_turning(scaling.get("beta_fast") or 32), pair_turning(scaling.get("beta_slow") or 1)
+    if scaling.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, head_dim - 1)
+    ramp = ((torch.arange(freqs.numel(), device=freqs.device, dtype=torch.float32) - low)
+            / (max(high - low, 0.001))).clamp(0, 1)  # 0: kept, 1: interpolated
+    return freqs * (1 - ramp) + freqs / factor * ramp, yarn_attention_factor(scaling)
+
+
+def yarn_attention_factor(scaling: dict) -> float:
+    if scaling.get("attention_factor") is not None:
+        return float(scaling["attention_factor"])
+
+    def mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    factor, m, m_all = scaling["factor"], scaling.get("mscale"), scaling.get("mscale_all_dim")
+    return mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
 
 
 def scaled_frequencies(freqs: torch.Tensor, scaling: dict) -> torch.Tensor:

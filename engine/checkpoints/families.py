@@ -75,7 +75,12 @@ def rope_scaling(config: dict) -> dict | None:
     if kind == "llama3":
         keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
         return {"type": "llama3", **{k: float(rope[k]) for k in keys}}
-    raise ValueError(f"rope scaling {kind!r} is not supported (linear and llama3 are)")
+    if kind == "yarn":
+        keys = ("attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "truncate")
+        original = rope.get("original_max_position_embeddings") or config.get("max_position_embeddings")
+        return {"type": "yarn", "factor": float(rope["factor"]), "original_max_position_embeddings": int(original),
+                **{k: rope[k] for k in keys if rope.get(k) is not None}}
+    raise ValueError(f"rope scaling {kind!r} is not supported (linear, llama3 and yarn are)")
 
 
 def _silu(config: dict) -> dict:

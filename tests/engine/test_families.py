@@ -37,6 +37,8 @@ CASES = {
         "original_max_position_embeddings": 64}), "deepseek"),
     "qwen2": lambda: (tiny(transformers.Qwen2Config, rope_theta=1e6), "qwen2"),
     "qwen2-tied": lambda: (tiny(transformers.Qwen2Config, rope_theta=1e6, tie_word_embeddings=True), "qwen2"),
+    "qwen2-yarn": lambda: (tiny(transformers.Qwen2Config, rope_theta=1e6, rope_scaling={  # prompts pass 64
+        "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}), "qwen2"),
     "mixtral": lambda: (tiny(transformers.MixtralConfig, num_local_experts=4, num_experts_per_tok=2), "codellama"),
     "mixtral-window": lambda: (tiny(transformers.MixtralConfig, num_local_experts=3, num_experts_per_tok=2,
                                     sliding_window=64), "qwen2"),
@@ -298,3 +300,23 @@ def test_what_a_family_cannot_run_is_one_clear_error(tmp_path, change, message):
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match=message):
         find_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("rope", [
+    {"factor": 4.0, "original_max_position_embeddings": 32768},  # Qwen2.5-Coder's long-context setting
+    {"factor": 8.0, "original_max_position_embeddings": 4096, "beta_fast": 16, "beta_slow": 2, "truncate": False},
+    {"factor": 40.0, "original_max_position_embeddings": 4096, "mscale": 1.0, "mscale_all_dim": 0.8},
+    {"factor": 2.0, "original_max_position_embeddings": 2048, "attention_factor": 1.25},
+])
+def test_yarn_frequencies_and_scale_equal_transformers(rope):
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from engine.checkpoints.families import rope_scaling
+    from engine.model import rope_table
+
+    config = transformers.Qwen2Config(hidden_size=1024, num_attention_heads=8, rope_theta=1e6,
+                                      max_position_embeddings=131072, rope_scaling={"rope_type": "yarn", **rope})
+    inv_freq, factor = ROPE_INIT_FUNCTIONS["yarn"](config, "cpu")
+    table = rope_table(128, 3, 1e6, scaling=rope_scaling(config.to_dict()))  # [3, 64] complex
+    assert torch.allclose(table[1].angle(), inv_freq.float(), rtol=1e-6, atol=0)
+    assert torch.allclose(table.abs(), torch.full((3, 64), float(factor)), rtol=1e-6, atol=0)
