@@ -108,6 +108,8 @@ class Engine:
             raise ValueError(f"unknown quantization {quantize!r}: use int8 or none")
         if dev.type == "cpu":
             store_weights_transposed(model, output_tables=False)  # the float Linear layers that are left
+        if ckpt.format == "gguf":
+            ckpt.gguf = None  # the reader's parsed metadata (~50 MB for a 32K vocabulary); the tensors keep the map
         engine = cls(model, tokenizer, ckpt, **options)
         if dev.type == "cpu":
             keep_embeddings_in_bfloat16(model)  # after `cls`, which takes the dtype from the first parameter
