@@ -179,6 +179,7 @@ class Corpus:
         self.train = [f for lang in self.languages for f in self.pools[lang].train]
         self.heldout = [f for lang in self.languages for f in self.pools[lang].heldout]
         self._cache: dict[str, str] = {}
+        self._cached_chars = 0
 
     def pick_train(self, rng: random.Random) -> str:
         pool = self.pools[self._pick_language(rng, lambda p: p.train)]
@@ -193,11 +194,16 @@ class Corpus:
             return present[0]
         return rng.choices(present, [self.mix[lang] for lang in present])[0]
 
+    CACHE_CHARS = 40_000_000  # texts kept for the next draws, bounded by size (4,000 files of up to 400K chars: GBs)
+
     def text(self, path: str) -> str:
         if path not in self._cache:
-            if len(self._cache) > 4000:
+            text = Path(path).read_text(encoding="utf-8")
+            if self._cached_chars + len(text) > self.CACHE_CHARS:
                 self._cache.clear()
-            self._cache[path] = Path(path).read_text(encoding="utf-8")
+                self._cached_chars = 0
+            self._cache[path] = text
+            self._cached_chars += len(text)
         return self._cache[path]
 
     def manifest(self) -> list[dict]:
