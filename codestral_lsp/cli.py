@@ -235,12 +235,13 @@ def cmd_bench_engine(args) -> None:
     if args.random_preset:
         import torch
 
-        from engine.checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
         from engine.config import PRESETS
         from engine.engine import DTYPES, Engine
         from engine.model import store_weights_transposed
-        from engine.testing import random_model
+        from engine.testing import preset_tokenizer, random_model
 
+        if args.random_preset not in PRESETS:
+            sys.exit(f"codestral-lsp: unknown preset {args.random_preset}; presets are {', '.join(PRESETS)}")
         dtype = DTYPES.get(args.dtype, torch.float32)
         model = random_model(PRESETS[args.random_preset]).to(dtype)
         if args.quantize == "int8":
@@ -248,7 +249,7 @@ def cmd_bench_engine(args) -> None:
 
             quantize_int8(model)
         store_weights_transposed(model)  # the layout Engine.load gives CPU models
-        engine = Engine(model, Tokenizer(v3_tokenizer_path()))
+        engine = Engine(model, preset_tokenizer(model.args.vocab_size))  # Codestral's, sized to the preset's table
     else:
         engine = load_engine(args, build_fused=True)
     # transformers gets float weights only: with --quantize or a GGUF file its row would compare different models.
@@ -423,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_bench)
 
     e = with_model(bench.add_parser("engine", help="prefill and decode tokens/s, ours and transformers' (llama.cpp's on a GGUF file)"))
-    e.add_argument("--random-preset", help="measure a random model of this preset (embedded, embedded-draft, ...)")
+    e.add_argument("--random-preset", help="measure a random model of this preset (engine/config.py PRESETS: embedded, "
+                   "qwen2.5-coder-1.5b, deepseek-coder-1.3b, mixtral-8x-small, ...)")
     e.add_argument("--prompt-tokens", type=int, default=1500)
     e.add_argument("--new-tokens", type=int, default=64)
     e.add_argument("--no-peers", action="store_true", help="skip transformers (and llama.cpp on a GGUF file)")

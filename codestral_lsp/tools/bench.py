@@ -165,7 +165,11 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
                  with_transformers: bool = True, with_llama_cpp: bool = True,
                  rss_before_load_mb: float | None = None) -> dict:
     """Raw engine speed on one prompt: cold prefill tokens/s and greedy decode tokens/s, best of
-    `repeats`, and the same for transformers' MistralForCausalLM on the same weights when installed.
+    `repeats`, and the same for transformers' own class of the model's family (MistralForCausalLM,
+    Qwen2ForCausalLM, ...: `peers.transformers_model`) on the same weights when installed.
+    `step_ms`: what one greedy step of 1 and of 5 tokens costs after the prompt, with the fused step
+    beside the PyTorch one (`step_costs`), or the PyTorch step alone where there is no fused step
+    (`quant_step_costs`: GGUF files, and models it refuses, like Mixtral's sparse experts).
     A GGUF model instead runs beside llama.cpp (llama-cpp-python) on the same file, same threads, and
     reports our resident memory (`memory`) against the file size plus one KV cache.
 
@@ -194,6 +198,9 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
         result["step_ms"] = step_costs(engine.model, engine.new_cache, prompt)
     elif gguf:
         result["step_ms"] = quant_step_costs(engine.model, engine.new_cache, prompt)
+    else:  # fewer calls: a ~1B model's step on one core takes a good part of a second
+        result["step_ms"] = quant_step_costs(engine.model, engine.new_cache, prompt, rounds=3, calls=5,
+                                             label="pytorch")
     if gguf:
         path = Path(engine.checkpoint.folder)  # a GGUF checkpoint's folder is the file
         cache_mb = _cache_bytes(engine) / 2**20
@@ -260,10 +267,11 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
 
 
 def quant_step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 5), rounds: int = 5,
-                     calls: int = 10) -> dict:
-    """`step_costs` for a GGUF model (its products run in the block kernels, there is no fused step to
-    compare): median milliseconds of a greedy step of T tokens after `prompt`, and the cost of 5 rows
-    over 1 (a 4-token speculative verification against a decode step)."""
+                     calls: int = 10, label: str = "quant") -> dict:
+    """`step_costs` for a model without a fused step to compare (a GGUF model, whose products run in
+    the block kernels; or one on the PyTorch path, `label` "pytorch"): median milliseconds of a greedy
+    step of T tokens after `prompt` ("<label>_<T>"), and the cost of 5 rows over 1 (a 4-token
+    speculative verification against a decode step)."""
     import statistics
 
     import torch
@@ -279,9 +287,9 @@ def quant_step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] 
                     model.run(prompt[:t], cache, "greedy")
                     times[t].append((time.perf_counter() - started) * 1000)
                     cache.rollback(base)
-    result = {f"quant_{t}": round(statistics.median(ms), 3) for t, ms in times.items()}
+    result = {f"{label}_{t}": round(statistics.median(ms), 3) for t, ms in times.items()}
     if {1, 5} <= set(rows):
-        result["cost_5_over_1"] = round(result["quant_5"] / result["quant_1"], 2)
+        result["cost_5_over_1"] = round(result[f"{label}_5"] / result[f"{label}_1"], 2)
     return result
 
 
