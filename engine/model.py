@@ -181,6 +181,13 @@ class MixtureOfExperts(nn.Module):
         flat = x.reshape(-1, x.shape[-1])  # [N, dim]
         weights, chosen = self.gate(flat).float().softmax(-1).topk(self.k, dim=-1)  # [N, k], [N, k]
         weights = weights / weights.sum(-1, keepdim=True)
+        if flat.shape[0] == 1:  # a decode step: its k experts on the one row, summed in the order below
+            order = sorted(enumerate(chosen[0].tolist()), key=lambda pair: pair[1])  # (rank, expert), by expert
+            out = None
+            for rank, e in order:
+                y = self.experts[e](flat) * weights[0, rank].to(flat.dtype)
+                out = y if out is None else out + y
+            return out.view(x.shape)
         out = torch.zeros_like(flat)
         for e in chosen.unique().tolist():
             rows, rank = (chosen == e).nonzero(as_tuple=True)  # the tokens routed to e, and where e ranks

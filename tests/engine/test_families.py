@@ -395,3 +395,16 @@ def test_bench_engine_random_preset_beside_transformers(monkeypatch, capsys):
     steps = result["step_ms"]
     assert steps["pytorch_1"] > 0 and steps["cost_5_over_1"] == pytest.approx(steps["pytorch_5"] / steps["pytorch_1"],
                                                                                abs=0.01)
+
+
+def test_mixtral_decode_row_takes_its_two_experts_directly():
+    """One row (a decode step) skips the gather and scatter of the general path: the same output."""
+    from engine.model import MixtureOfExperts
+
+    torch.manual_seed(0)
+    moe = MixtureOfExperts(tiny_preset(n_experts=8)).eval()
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        together = moe(x[None])[0]  # five rows: the general path
+        alone = torch.cat([moe(x[i:i + 1][None])[0] for i in range(5)])
+    assert torch.allclose(alone, together, atol=1e-6, rtol=1e-5)
