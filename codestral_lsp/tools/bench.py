@@ -181,8 +181,7 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
 
     gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
     rss_after_load = rss_mb_now()
-    gen = torch.Generator().manual_seed(0)
-    prompt = torch.randint(100, engine.args.vocab_size, (prompt_tokens,), generator=gen).tolist()
+    prompt = bench_prompt(prompt_tokens, engine.args.vocab_size)
     ours = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}
     for _ in range(repeats):
         g = engine.stream_tokens(prompt, max_tokens=new_tokens, session=None)
@@ -223,6 +222,40 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
         if "error" not in theirs:
             result["ratio"] = {k: ours[k] / theirs[k] for k in ours}
     return result
+
+
+def bench_prompt(n: int, vocab_size: int) -> list[int]:
+    """`bench_engine`'s prompt: n fixed pseudo-random ids of the model's vocabulary."""
+    import torch
+
+    return torch.randint(100, vocab_size, (n,), generator=torch.Generator().manual_seed(0)).tolist()
+
+
+def step_costs_beside(engines: dict, prompt: list[int], rows: tuple[int, ...] = (1, 5), rounds: int = 3,
+                      calls: int = 5) -> dict:
+    """`quant_step_costs` of several engines' models ({name: engine}) interleaved round by round in one
+    process, so that all see the same machine (a sparse model beside its dense twin): median
+    milliseconds of a greedy step of T tokens after `prompt`, "<name>_<T>"."""
+    import statistics
+
+    import torch
+
+    caches, times = {}, {f"{name}_{t}": [] for name in engines for t in rows}
+    with torch.inference_mode():
+        for name, engine in engines.items():
+            cache = engine.new_cache()
+            engine.model.run(prompt, cache, "last")
+            caches[name] = cache, len(cache.tokens)
+        for _ in range(rounds):
+            for name, engine in engines.items():
+                cache, base = caches[name]
+                for t in rows:
+                    for _ in range(calls):
+                        started = time.perf_counter()
+                        engine.model.run(prompt[:t], cache, "greedy")
+                        times[f"{name}_{t}"].append((time.perf_counter() - started) * 1000)
+                        cache.rollback(base)
+    return {key: round(statistics.median(ms), 3) for key, ms in times.items()}
 
 
 def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 5), rounds: int = 5,

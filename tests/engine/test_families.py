@@ -387,7 +387,9 @@ def test_bench_engine_random_preset_beside_transformers(monkeypatch, capsys):
     from engine.config import PRESETS
 
     monkeypatch.setitem(PRESETS, "tiny-mixtral", tiny_preset(vocab_size=40000, n_experts=8))
-    main(["bench", "engine", "--random-preset", "tiny-mixtral", "--prompt-tokens", "24", "--new-tokens", "4", "--json"])
+    monkeypatch.setitem(PRESETS, "tiny-dense", tiny_preset(vocab_size=40000, hidden_dim=2 * 96))
+    main(["bench", "engine", "--random-preset", "tiny-mixtral", "--prompt-tokens", "24", "--new-tokens", "4",
+          "--step-beside", "tiny-dense", "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     speeds = {"prefill_tokens_per_s", "decode_tokens_per_s"}
     assert speeds <= set(result["codestral"]) and speeds <= set(result["transformers"]), result.get("transformers")
@@ -395,6 +397,9 @@ def test_bench_engine_random_preset_beside_transformers(monkeypatch, capsys):
     steps = result["step_ms"]
     assert steps["pytorch_1"] > 0 and steps["cost_5_over_1"] == pytest.approx(steps["pytorch_5"] / steps["pytorch_1"],
                                                                                abs=0.01)
+    beside = result["step_ms_beside"]  # the sparse model and its dense twin, interleaved
+    assert beside["tiny-mixtral_1"] > 0 and beside["tiny-dense_5"] > 0
+    assert beside["ratio_1"] == pytest.approx(beside["tiny-mixtral_1"] / beside["tiny-dense_1"], rel=0.01)
 
 
 def test_mixtral_decode_row_takes_its_two_experts_directly():
