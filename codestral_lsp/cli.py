@@ -238,7 +238,7 @@ def cmd_bench_engine(args) -> None:
         for name in (args.random_preset, args.step_beside):
             if name is not None and name not in PRESETS:
                 sys.exit(f"codestral-lsp: unknown preset {name}; presets are {', '.join(PRESETS)}")
-        engine = random_engine(args.random_preset, args.dtype, args.quantize)
+        engine = random_engine(args.random_preset, args.dtype, args.quantize, args.prompt_tokens + args.new_tokens)
     elif args.step_beside:
         sys.exit("codestral-lsp: --step-beside goes with --random-preset")
     else:
@@ -252,7 +252,7 @@ def cmd_bench_engine(args) -> None:
     if args.step_beside:  # after transformers has gone: the twin's weights take its place
         from .tools.bench import bench_prompt, step_costs_beside
 
-        twin = random_engine(args.step_beside, args.dtype, args.quantize)
+        twin = random_engine(args.step_beside, args.dtype, args.quantize, args.prompt_tokens + args.new_tokens)
         prompt = bench_prompt(args.prompt_tokens, engine.args.vocab_size)
         steps = step_costs_beside({args.random_preset: engine, args.step_beside: twin}, prompt)
         for t in (1, 5):
@@ -261,9 +261,11 @@ def cmd_bench_engine(args) -> None:
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
-def random_engine(preset: str, dtype: str, quantize: str | None):
+def random_engine(preset: str, dtype: str, quantize: str | None, tokens: int):
     """An engine of a random model of `preset` (engine/config.py PRESETS), held as Engine.load holds a
-    CPU model, with Codestral's tokenizer sized to its table (`engine.testing.preset_tokenizer`)."""
+    CPU model, with Codestral's tokenizer sized to its table (`engine.testing.preset_tokenizer`), and
+    caches of room for `tokens` (a step reads only the positions held, so its cost is the same; a
+    DeepSeek-Coder-1.3B cache of the default 8,192 positions is 3.2 GB in float32)."""
     import torch
 
     from engine.config import PRESETS
@@ -277,7 +279,7 @@ def random_engine(preset: str, dtype: str, quantize: str | None):
 
         quantize_int8(model)
     store_weights_transposed(model)  # the layout Engine.load gives CPU models
-    return Engine(model, preset_tokenizer(model.args.vocab_size))
+    return Engine(model, preset_tokenizer(model.args.vocab_size), max_context=tokens + 64)
 
 
 def cmd_bench_peers(args) -> None:

@@ -130,7 +130,10 @@ def transformers_model(engine):
         # Shards of about 1 GB: no more than one shard's converted copies beside the two models.
         save_hf_checkpoint(state, a, folder, family, shards=max(1, math.ceil(size / 2**30)), extra_config=tokens)
         del state
-        model, info = AutoModelForCausalLM.from_pretrained(folder, dtype=engine.dtype, output_loading_info=True)
+        # Read into its own memory, not mapped from the folder: mapped pages of a ~1B model are dropped
+        # under memory pressure and read again from the disk during its decode steps.
+        model, info = AutoModelForCausalLM.from_pretrained(folder, dtype=engine.dtype, output_loading_info=True,
+                                                           disable_mmap=True)
         model = model.to(engine.device).eval()
     missing = [m for m in info.get("missing_keys", ()) if "rotary" not in m]
     if missing or info.get("unexpected_keys") or info.get("mismatched_keys"):
