@@ -245,7 +245,7 @@ def cmd_bench_engine(args) -> None:
         engine = load_engine(args, build_fused=True)
     # transformers gets float weights only: with --quantize or a GGUF file its row would compare different models.
     gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
-    result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
+    result = bench_engine(engine, args.prompt_tokens, args.new_tokens, repeats=args.repeats,
                           with_transformers=not args.no_peers and not args.quantize and not gguf,
                           with_llama_cpp=not args.no_peers, rss_before_load_mb=rss_before_load)
     result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
@@ -451,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "and both models' step_ms interleaved in this process (a sparse Mixtral beside its dense twin)")
     e.add_argument("--prompt-tokens", type=int, default=1500)
     e.add_argument("--new-tokens", type=int, default=64)
+    e.add_argument("--repeats", type=int, default=3, help="runs of each system, the best reported (alternating)")
     e.add_argument("--no-peers", action="store_true", help="skip transformers (and llama.cpp on a GGUF file)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_bench_engine)

@@ -389,7 +389,7 @@ def test_bench_engine_random_preset_beside_transformers(monkeypatch, capsys):
     monkeypatch.setitem(PRESETS, "tiny-mixtral", tiny_preset(vocab_size=40000, n_experts=8))
     monkeypatch.setitem(PRESETS, "tiny-dense", tiny_preset(vocab_size=40000, hidden_dim=2 * 96))
     main(["bench", "engine", "--random-preset", "tiny-mixtral", "--prompt-tokens", "24", "--new-tokens", "4",
-          "--step-beside", "tiny-dense", "--json"])
+          "--step-beside", "tiny-dense", "--repeats", "2", "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     speeds = {"prefill_tokens_per_s", "decode_tokens_per_s"}
     assert speeds <= set(result["codestral"]) and speeds <= set(result["transformers"]), result.get("transformers")
