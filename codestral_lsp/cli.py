@@ -233,31 +233,53 @@ def cmd_bench_engine(args) -> None:
     rss_before_load = rss_mb_now()
 
     if args.random_preset:
-        import torch
-
-        from engine.checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
         from engine.config import PRESETS
-        from engine.engine import DTYPES, Engine
-        from engine.model import store_weights_transposed
-        from engine.testing import random_model
 
-        dtype = DTYPES.get(args.dtype, torch.float32)
-        model = random_model(PRESETS[args.random_preset]).to(dtype)
-        if args.quantize == "int8":
-            from engine.quantize import quantize_int8
-
-            quantize_int8(model)
-        store_weights_transposed(model)  # the layout Engine.load gives CPU models
-        engine = Engine(model, Tokenizer(v3_tokenizer_path()))
+        for name in (args.random_preset, args.step_beside):
+            if name is not None and name not in PRESETS:
+                sys.exit(f"codestral-lsp: unknown preset {name}; presets are {', '.join(PRESETS)}")
+        engine = random_engine(args.random_preset, args.dtype, args.quantize, args.prompt_tokens + args.new_tokens)
+    elif args.step_beside:
+        sys.exit("codestral-lsp: --step-beside goes with --random-preset")
     else:
         engine = load_engine(args, build_fused=True)
     # transformers gets float weights only: with --quantize or a GGUF file its row would compare different models.
     gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
-    result = bench_engine(engine, args.prompt_tokens, args.new_tokens,
+    result = bench_engine(engine, args.prompt_tokens, args.new_tokens, repeats=args.repeats,
                           with_transformers=not args.no_peers and not args.quantize and not gguf,
                           with_llama_cpp=not args.no_peers, rss_before_load_mb=rss_before_load)
     result.update(fused_step=engine.fused_status, fused_kernels=engine.fused_kernels)
+    if args.step_beside:  # after transformers has gone: the twin's weights take its place
+        from .tools.bench import bench_prompt, step_costs_beside
+
+        twin = random_engine(args.step_beside, args.dtype, args.quantize, args.prompt_tokens + args.new_tokens)
+        prompt = bench_prompt(args.prompt_tokens, engine.args.vocab_size)
+        steps = step_costs_beside({args.random_preset: engine, args.step_beside: twin}, prompt)
+        for t in (1, 5):
+            steps[f"ratio_{t}"] = round(steps[f"{args.random_preset}_{t}"] / steps[f"{args.step_beside}_{t}"], 3)
+        result["step_ms_beside"] = steps
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+def random_engine(preset: str, dtype: str, quantize: str | None, tokens: int):
+    """An engine of a random model of `preset` (engine/config.py PRESETS), held as Engine.load holds a
+    CPU model, with Codestral's tokenizer sized to its table (`engine.testing.preset_tokenizer`), and
+    caches of room for `tokens` (a step reads only the positions held, so its cost is the same; a
+    DeepSeek-Coder-1.3B cache of the default 8,192 positions is 3.2 GB in float32)."""
+    import torch
+
+    from engine.config import PRESETS
+    from engine.engine import DTYPES, Engine
+    from engine.model import store_weights_transposed
+    from engine.testing import preset_tokenizer, random_model
+
+    model = random_model(PRESETS[preset]).to(DTYPES.get(dtype, torch.float32))
+    if quantize == "int8":
+        from engine.quantize import quantize_int8
+
+        quantize_int8(model)
+    store_weights_transposed(model)  # the layout Engine.load gives CPU models
+    return Engine(model, preset_tokenizer(model.args.vocab_size), max_context=tokens + 64)
 
 
 def cmd_bench_peers(args) -> None:
@@ -423,9 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_bench)
 
     e = with_model(bench.add_parser("engine", help="prefill and decode tokens/s, ours and transformers' (llama.cpp's on a GGUF file)"))
-    e.add_argument("--random-preset", help="measure a random model of this preset (embedded, embedded-draft, ...)")
+    e.add_argument("--random-preset", help="measure a random model of this preset (engine/config.py PRESETS: embedded, "
+                   "qwen2.5-coder-1.5b, deepseek-coder-1.3b, mixtral-8x-small, ...)")
+    e.add_argument("--step-beside", metavar="PRESET", help="with --random-preset: also a random model of PRESET, "
+                   "and both models' step_ms interleaved in this process (a sparse Mixtral beside its dense twin)")
     e.add_argument("--prompt-tokens", type=int, default=1500)
     e.add_argument("--new-tokens", type=int, default=64)
+    e.add_argument("--repeats", type=int, default=3, help="runs of each system, the best reported (alternating)")
     e.add_argument("--no-peers", action="store_true", help="skip transformers (and llama.cpp on a GGUF file)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_bench_engine)

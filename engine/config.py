@@ -108,4 +108,25 @@ PRESETS: dict[str, ModelArgs] = {
     # Its speculative draft: a quarter of the compute per token or less.
     "embedded-draft": ModelArgs(dim=96, n_layers=2, n_heads=3, n_kv_heads=1, head_dim=32,
                                 hidden_dim=256, rope_theta=1e4, max_seq_len=2048),
+    # ~1B models of the other families (`bench engine --random-preset`, beside transformers' own class).
+    # Qwen2.5-Coder-1.5B's config.json (Qwen2ForCausalLM): hidden_size 1536, 28 layers, 12 heads, 2 KV
+    # heads, intermediate_size 8960, vocab_size 151936, rope_theta 1e6, rms_norm_eps 1e-6, tied
+    # embeddings, max_position_embeddings 32768 (use_sliding_window false); 1.54B parameters.
+    "qwen2.5-coder-1.5b": ModelArgs(dim=1536, n_layers=28, n_heads=12, n_kv_heads=2, head_dim=128,
+                                    hidden_dim=8960, vocab_size=151936, norm_eps=1e-6, rope_theta=1e6,
+                                    qkv_bias=True, tied_embeddings=True),
+    # DeepSeek-Coder-1.3B-base's config.json (LlamaForCausalLM): hidden_size 2048, 24 layers, 16 heads and
+    # 16 KV heads, intermediate_size 5504, vocab_size 32256, rope_theta 1e5, linear RoPE scaling by 4,
+    # rms_norm_eps 1e-6, max_position_embeddings 16384, untied tables; 1.35B parameters.
+    "deepseek-coder-1.3b": ModelArgs(dim=2048, n_layers=24, n_heads=16, n_kv_heads=16, head_dim=128,
+                                     hidden_dim=5504, vocab_size=32256, norm_eps=1e-6, rope_theta=1e5,
+                                     max_seq_len=16384, rope_scaling={"type": "linear", "factor": 4.0}),
+    # Mixtral-8x7B's architecture (MixtralForCausalLM: 8 SwiGLU experts, 2 active, rope_theta 1e6, no
+    # sliding window, Codestral's 32768 vocabulary) scaled to ~1.2B parameters, 0.39B active per token.
+    "mixtral-8x-small": ModelArgs(dim=1024, n_layers=16, n_heads=16, n_kv_heads=8, head_dim=64,
+                                  hidden_dim=2816, rope_theta=1e6, n_experts=8, n_active_experts=2),
+    # Its dense twin: one SwiGLU MLP as wide as the two active experts, so the same parameters per token
+    # (less the 8 x 1024 router): a decode step of the sparse model should cost what this one's does.
+    "mixtral-8x-small-active": ModelArgs(dim=1024, n_layers=16, n_heads=16, n_kv_heads=8, head_dim=64,
+                                         hidden_dim=2 * 2816, rope_theta=1e6),
 }

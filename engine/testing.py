@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 import torch
 
-from .checkpoints.loading import save_mistral_checkpoint, to_hf_state
-from .checkpoints.tokenizer import v3_tokenizer_path
+from .checkpoints.families import Family, family_of_args
+from .checkpoints.loading import save_hf_checkpoint, save_mistral_checkpoint
+from .checkpoints.tokenizer import Tokenizer, v3_tokenizer_path
 from .config import ModelArgs
 from .model import Transformer
 from .training.train import init_weights
@@ -29,6 +29,8 @@ def tiny_args(dim: int = 64, n_layers: int = 2, n_heads: int = 4, n_kv_heads: in
 
 def random_model(args: ModelArgs, seed: int = 0) -> Transformer:
     model = Transformer(args)
+    if args.tied_embeddings:  # one table, as a loaded checkpoint of such a family has (loading.load_model)
+        model.output.weight = model.tok_embeddings.weight
     init_weights(model, seed)
     # Random RMSNorm gains, so a wrong norm computation cannot hide behind all-ones weights.
     with torch.no_grad():
@@ -38,36 +40,27 @@ def random_model(args: ModelArgs, seed: int = 0) -> Transformer:
     return model.eval()
 
 
-def write_hf_checkpoint(model: Transformer, folder: str | Path, shards: int = 1) -> Path:
-    """Save in Hugging Face's layout (rows of wq/wk permuted for rotate-half RoPE), optionally sharded."""
-    from safetensors.torch import save_file
+def preset_tokenizer(vocab_size: int = 32768) -> Tokenizer:
+    """Codestral's tokenizer for a random model of `vocab_size` ids (a preset shaped like another
+    family's model, whose own tokenizer is not at hand): ids past its 32,768 pieces decode to nothing,
+    and a smaller vocabulary (DeepSeek-Coder's 32,256) keeps its first ids. For benchmarks: the
+    token ids, not the text, are what they measure."""
+    tokenizer = Tokenizer(v3_tokenizer_path())
+    if vocab_size != tokenizer.vocab_size:
+        tokenizer._bytes = (tokenizer._bytes + [b""] * vocab_size)[:vocab_size]
+        tokenizer.vocab_size = vocab_size
+    return tokenizer
 
-    a = model.args
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": a.dim,
-        "num_hidden_layers": a.n_layers, "num_attention_heads": a.n_heads, "num_key_value_heads": a.n_kv_heads,
-        "head_dim": a.head_dim, "intermediate_size": a.hidden_dim, "vocab_size": a.vocab_size,
-        "rms_norm_eps": a.norm_eps, "rope_theta": a.rope_theta, "sliding_window": a.sliding_window,
-        "max_position_embeddings": a.max_seq_len, "hidden_act": "silu", "tie_word_embeddings": False,
-        "bos_token_id": 1, "eos_token_id": 2,
-    }
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    state = to_hf_state(model.state_dict(), a)
-    names = sorted(state)
-    if shards == 1:
-        save_file(state, str(folder / "model.safetensors"))
-    else:
-        weight_map = {}
-        for i in range(shards):
-            part = names[i::shards]
-            fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-            save_file({n: state[n] for n in part}, str(folder / fname))
-            weight_map.update({n: fname for n in part})
-        (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    shutil.copy(v3_tokenizer_path(), folder / "tokenizer.model")
-    return folder
+
+def write_hf_checkpoint(model: Transformer, folder: str | Path, shards: int = 1, family: Family | None = None) -> Path:
+    """Save in Hugging Face's layout of `family` (default: the first that holds the model's args,
+    `family_of_args`): config.json, rows of wq/wk permuted for rotate-half RoPE, optionally sharded,
+    and Codestral's SentencePiece tokenizer."""
+    family = family or family_of_args(model.args)
+    save_hf_checkpoint(model.state_dict(), model.args, folder, family, shards,
+                       extra_config={"bos_token_id": 1, "eos_token_id": 2})
+    shutil.copy(v3_tokenizer_path(), Path(folder) / "tokenizer.model")
+    return Path(folder)
 
 
 def make_checkpoint(folder: str | Path, fmt: str = "mistral", seed: int = 0, **arg_overrides) -> Path:

@@ -17,6 +17,7 @@ same events in the same process:
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from pathlib import Path
 
@@ -165,7 +166,11 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
                  with_transformers: bool = True, with_llama_cpp: bool = True,
                  rss_before_load_mb: float | None = None) -> dict:
     """Raw engine speed on one prompt: cold prefill tokens/s and greedy decode tokens/s, best of
-    `repeats`, and the same for transformers' MistralForCausalLM on the same weights when installed.
+    `repeats`, and the same for transformers' own class of the model's family (MistralForCausalLM,
+    Qwen2ForCausalLM, ...: `peers.transformers_model`) on the same weights when installed.
+    `step_ms`: what one greedy step of 1 and of 5 tokens costs after the prompt, with the fused step
+    beside the PyTorch one (`step_costs`), or the PyTorch step alone where there is no fused step
+    (`quant_step_costs`: GGUF files, and models it refuses, like Mixtral's sparse experts).
     A GGUF model instead runs beside llama.cpp (llama-cpp-python) on the same file, same threads, and
     reports our resident memory (`memory`) against the file size plus one KV cache.
 
@@ -176,9 +181,11 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
 
     gguf = engine.checkpoint is not None and engine.checkpoint.format == "gguf"
     rss_after_load = rss_mb_now()
-    gen = torch.Generator().manual_seed(0)
-    prompt = torch.randint(100, engine.args.vocab_size, (prompt_tokens,), generator=gen).tolist()
+    prompt = bench_prompt(prompt_tokens, engine.args.vocab_size)
     ours = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}
+    # transformers' runs alternate with ours, so that on a shared machine both see the same load.
+    theirs_once = _transformers_runner(engine, prompt, new_tokens) if with_transformers else None
+    theirs = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0} if callable(theirs_once) else theirs_once
     for _ in range(repeats):
         g = engine.stream_tokens(prompt, max_tokens=new_tokens, session=None)
         g.tokenizer = _NoEos(g.tokenizer)
@@ -187,6 +194,9 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
         ours["prefill_tokens_per_s"] = max(ours["prefill_tokens_per_s"], prompt_tokens / g.stats["prefill_ms"] * 1000)
         ours["decode_tokens_per_s"] = max(ours["decode_tokens_per_s"],
                                           (g.stats["generated_tokens"] - 1) / g.stats["decode_ms"] * 1000)
+        if callable(theirs_once):
+            theirs = {k: max(v, theirs[k]) for k, v in theirs_once().items()}
+    del theirs_once  # transformers' copy of the weights goes before the steps are timed
     result = {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "dtype": str(engine.dtype).split(".")[-1],
               "quantize": weight_quantization(engine.model), "weights_mb": engine.info()["weights_mb"],
               "threads": torch.get_num_threads(), "codestral": ours}
@@ -194,6 +204,9 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
         result["step_ms"] = step_costs(engine.model, engine.new_cache, prompt)
     elif gguf:
         result["step_ms"] = quant_step_costs(engine.model, engine.new_cache, prompt)
+    else:  # fewer calls: a ~1B model's step on one core takes a good part of a second
+        result["step_ms"] = quant_step_costs(engine.model, engine.new_cache, prompt, rounds=3, calls=5,
+                                             label="pytorch")
     if gguf:
         path = Path(engine.checkpoint.folder)  # a GGUF checkpoint's folder is the file
         cache_mb = _cache_bytes(engine) / 2**20
@@ -210,11 +223,44 @@ def bench_engine(engine, prompt_tokens: int = 1500, new_tokens: int = 64, repeat
             if "error" not in theirs:
                 result["ratio"] = {k: ours[k] / theirs[k] for k in ours}
     if with_transformers:
-        result["transformers"] = _transformers_speed(engine, prompt, new_tokens, repeats)
-        theirs = result["transformers"]
+        result["transformers"] = theirs
         if "error" not in theirs:
             result["ratio"] = {k: ours[k] / theirs[k] for k in ours}
     return result
+
+
+def bench_prompt(n: int, vocab_size: int) -> list[int]:
+    """`bench_engine`'s prompt: n fixed pseudo-random ids of the model's vocabulary."""
+    import torch
+
+    return torch.randint(100, vocab_size, (n,), generator=torch.Generator().manual_seed(0)).tolist()
+
+
+def step_costs_beside(engines: dict, prompt: list[int], rows: tuple[int, ...] = (1, 5), rounds: int = 3,
+                      calls: int = 5) -> dict:
+    """`quant_step_costs` of several engines' models ({name: engine}) interleaved round by round in one
+    process, so that all see the same machine (a sparse model beside its dense twin): median
+    milliseconds of a greedy step of T tokens after `prompt`, "<name>_<T>"."""
+    import statistics
+
+    import torch
+
+    caches, times = {}, {f"{name}_{t}": [] for name in engines for t in rows}
+    with torch.inference_mode():
+        for name, engine in engines.items():
+            cache = engine.new_cache()
+            engine.model.run(prompt, cache, "last")
+            caches[name] = cache, len(cache.tokens)
+        for _ in range(rounds):
+            for name, engine in engines.items():
+                cache, base = caches[name]
+                for t in rows:
+                    for _ in range(calls):
+                        started = time.perf_counter()
+                        engine.model.run(prompt[:t], cache, "greedy")
+                        times[f"{name}_{t}"].append((time.perf_counter() - started) * 1000)
+                        cache.rollback(base)
+    return {key: round(statistics.median(ms), 3) for key, ms in times.items()}
 
 
 def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 5), rounds: int = 5,
@@ -260,10 +306,11 @@ def step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 
 
 
 def quant_step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] = (1, 5), rounds: int = 5,
-                     calls: int = 10) -> dict:
-    """`step_costs` for a GGUF model (its products run in the block kernels, there is no fused step to
-    compare): median milliseconds of a greedy step of T tokens after `prompt`, and the cost of 5 rows
-    over 1 (a 4-token speculative verification against a decode step)."""
+                     calls: int = 10, label: str = "quant") -> dict:
+    """`step_costs` for a model without a fused step to compare (a GGUF model, whose products run in
+    the block kernels; or one on the PyTorch path, `label` "pytorch"): median milliseconds of a greedy
+    step of T tokens after `prompt` ("<label>_<T>"), and the cost of 5 rows over 1 (a 4-token
+    speculative verification against a decode step)."""
     import statistics
 
     import torch
@@ -279,9 +326,9 @@ def quant_step_costs(model, new_cache, prompt: list[int], rows: tuple[int, ...] 
                     model.run(prompt[:t], cache, "greedy")
                     times[t].append((time.perf_counter() - started) * 1000)
                     cache.rollback(base)
-    result = {f"quant_{t}": round(statistics.median(ms), 3) for t, ms in times.items()}
+    result = {f"{label}_{t}": round(statistics.median(ms), 3) for t, ms in times.items()}
     if {1, 5} <= set(rows):
-        result["cost_5_over_1"] = round(result["quant_5"] / result["quant_1"], 2)
+        result["cost_5_over_1"] = round(result[f"{label}_5"] / result[f"{label}_1"], 2)
     return result
 
 
@@ -368,7 +415,11 @@ class _NoEos:
         return getattr(self._tokenizer, name)
 
 
-def _transformers_speed(engine, prompt: list[int], new_tokens: int, repeats: int) -> dict:
+def _transformers_runner(engine, prompt: list[int], new_tokens: int):
+    """transformers' own class of the engine's family on its weights (`peers.transformers_model`), and
+    a function that times one run as `bench_engine` times ours: prefill of the prompt (the last
+    position's logits, as its `generate` asks for them), then new_tokens - 1 greedy steps; or
+    {"error"} when transformers is missing."""
     import torch
 
     from .peers import transformers_model
@@ -378,11 +429,13 @@ def _transformers_speed(engine, prompt: list[int], new_tokens: int, repeats: int
     except ImportError as exc:
         return {"error": f"transformers is not installed ({exc})"}
     x = torch.tensor([prompt])
-    best = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0}
-    with torch.inference_mode():
-        for _ in range(repeats):
+    # (the output table's product for every prompt position would be 15% of a 1.5B Qwen's prefill)
+    last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+    def once() -> dict:
+        with torch.inference_mode():
             start = time.perf_counter()
-            out = model(x, use_cache=True)
+            out = model(x, use_cache=True, **last)
             prefill_s = time.perf_counter() - start
             start = time.perf_counter()
             past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
@@ -390,9 +443,9 @@ def _transformers_speed(engine, prompt: list[int], new_tokens: int, repeats: int
                 step = model(token, past_key_values=past, use_cache=True)
                 past, token = step.past_key_values, step.logits[:, -1:].argmax(-1)
             decode_s = time.perf_counter() - start
-            best["prefill_tokens_per_s"] = max(best["prefill_tokens_per_s"], len(prompt) / prefill_s)
-            best["decode_tokens_per_s"] = max(best["decode_tokens_per_s"], (new_tokens - 1) / decode_s)
-    return best
+        return {"prefill_tokens_per_s": len(prompt) / prefill_s, "decode_tokens_per_s": (new_tokens - 1) / decode_s}
+
+    return once
 
 
 KERNEL_SHAPES = ((5632, 2048), (2048, 5632))  # [N, K] of a ~1B model's w1/w3 and w2

@@ -6,7 +6,8 @@ those token ids and decodes greedily until EOS or `max_tokens` (no stop rules, s
 work). Systems, each in its best configuration for this workload:
 
     codestral            our engine: the session KV cache reused across events + prompt-lookup drafting
-    transformers         MistralForCausalLM.generate on the same weights (its cache lives for one call)
+    transformers         the family's own class (MistralForCausalLM, ...).generate on the same weights
+                         (its cache lives for one call)
     transformers+lookup  the same with its prompt-lookup decoding (prompt_lookup_num_tokens)
     llama.cpp            llama-cpp-python on the same weights converted to GGUF (float32); its Llama
                          object keeps the KV cache and reuses the longest common prefix of consecutive calls
@@ -104,26 +105,40 @@ def run_codestral(engine, prompts: list[list[int]], max_tokens: int, speculative
 
 
 def transformers_model(engine):
-    """MistralForCausalLM holding the engine's weights (in Hugging Face's names and row order)."""
-    from transformers import MistralConfig, MistralForCausalLM
+    """transformers' own class of the engine's family (MistralForCausalLM, LlamaForCausalLM,
+    Qwen2ForCausalLM, MixtralForCausalLM, Starcoder2ForCausalLM) holding the engine's weights: written
+    as that family's checkpoint (`loading.save_hf_checkpoint`, the inverse of the loader's names and
+    row order) to a temporary folder and read back by `from_pretrained`, as transformers reads a
+    published model (its in-memory layout may differ from its files': Mixtral's experts are fused)."""
+    import math
 
-    from engine.checkpoints.loading import to_hf_state
+    from transformers import AutoModelForCausalLM
+
+    from engine.checkpoints.families import family_of_args
+    from engine.checkpoints.loading import save_hf_checkpoint
     from engine.fused import weights_as_values
 
     a = engine.args
     state = weights_as_values(engine.model)  # the fused step on: the output table is its copy alone
     if any(not t.is_floating_point() for t in state.values()):
         raise ValueError("the engine's weights are quantized; transformers needs the float weights")
-    config = MistralConfig(vocab_size=a.vocab_size, hidden_size=a.dim, intermediate_size=a.hidden_dim,
-                           num_hidden_layers=a.n_layers, num_attention_heads=a.n_heads,
-                           num_key_value_heads=a.n_kv_heads, head_dim=a.head_dim, rms_norm_eps=a.norm_eps,
-                           rope_theta=a.rope_theta, sliding_window=a.sliding_window,
-                           max_position_embeddings=a.max_seq_len, tie_word_embeddings=False,
-                           bos_token_id=engine.tokenizer.bos_id, eos_token_id=engine.tokenizer.eos_id)
-    model = MistralForCausalLM(config).to(engine.dtype).eval()
-    missing, unexpected = model.load_state_dict(to_hf_state(state, a), strict=False)
-    if [m for m in missing if "rotary" not in m] or unexpected:
-        raise ValueError(f"weights do not map onto MistralForCausalLM: missing {missing}, unexpected {unexpected}")
+    checkpoint = engine.checkpoint
+    family = family_of_args(a, checkpoint.family if checkpoint is not None else None)
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    tokens = {"bos_token_id": engine.tokenizer.bos_id, "eos_token_id": engine.tokenizer.eos_id}
+    with tempfile.TemporaryDirectory(prefix="codestral-lsp-transformers-") as folder:
+        # Shards of about 1 GB: no more than one shard's converted copies beside the two models.
+        save_hf_checkpoint(state, a, folder, family, shards=max(1, math.ceil(size / 2**30)), extra_config=tokens)
+        del state
+        # Read into its own memory, not mapped from the folder: mapped pages of a ~1B model are dropped
+        # under memory pressure and read again from the disk during its decode steps.
+        model, info = AutoModelForCausalLM.from_pretrained(folder, dtype=engine.dtype, output_loading_info=True,
+                                                           disable_mmap=True)
+        model = model.to(engine.device).eval()
+    missing = [m for m in info.get("missing_keys", ()) if "rotary" not in m]
+    if missing or info.get("unexpected_keys") or info.get("mismatched_keys"):
+        raise ValueError(f"weights do not map onto {type(model).__name__}: missing {missing}, "
+                         f"unexpected {info.get('unexpected_keys')}, mismatched {info.get('mismatched_keys')}")
     return model
 
 

@@ -127,6 +127,48 @@ def starcoder2_args(config: dict) -> ModelArgs:
                                tied_embeddings=bool(config.get("tie_word_embeddings", True)))
 
 
+# -- ModelArgs -> config.json (the inverse of the readers: `Family.read_args(family.write_config(args)) == args`) --
+
+def _rope_scaling_config(scaling: dict | None) -> dict:
+    """`rope_scaling` as a config.json holds it (Hugging Face's key names); {} for plain RoPE."""
+    if scaling is None:
+        return {}
+    return {"rope_scaling": {"rope_type" if k == "type" else k: v for k, v in scaling.items()}}
+
+
+def mistral_config(args: ModelArgs, architecture: str = "MistralForCausalLM", model_type: str = "mistral") -> dict:
+    """MistralForCausalLM's config.json of `args`; the other writers start from it."""
+    a = args
+    return {"architectures": [architecture], "model_type": model_type, "hidden_size": a.dim,
+            "num_hidden_layers": a.n_layers, "num_attention_heads": a.n_heads, "num_key_value_heads": a.n_kv_heads,
+            "head_dim": a.head_dim, "intermediate_size": a.hidden_dim, "vocab_size": a.vocab_size,
+            "rms_norm_eps": a.norm_eps, "rope_theta": a.rope_theta, "sliding_window": a.sliding_window,
+            "max_position_embeddings": a.max_seq_len, "hidden_act": "silu", "tie_word_embeddings": a.tied_embeddings,
+            **_rope_scaling_config(a.rope_scaling)}
+
+
+def llama_config(args: ModelArgs) -> dict:
+    config = mistral_config(args, "LlamaForCausalLM", "llama")
+    del config["sliding_window"]
+    return {**config, "attention_bias": False, "mlp_bias": False}
+
+
+def qwen2_config(args: ModelArgs) -> dict:
+    config = mistral_config(args, "Qwen2ForCausalLM", "qwen2")
+    return {**config, "sliding_window": None, "use_sliding_window": False}
+
+
+def mixtral_config(args: ModelArgs) -> dict:
+    return {**mistral_config(args, "MixtralForCausalLM", "mixtral"), "num_local_experts": args.n_experts,
+            "num_experts_per_tok": args.n_active_experts}
+
+
+def starcoder2_config(args: ModelArgs) -> dict:
+    config = mistral_config(args, "Starcoder2ForCausalLM", "starcoder2")
+    del config["rms_norm_eps"]
+    return {**config, "hidden_act": "gelu_pytorch_tanh", "norm_epsilon": args.norm_eps, "use_bias": args.dense_bias}
+
+
 STARCODER2_NAMES = {**LLAMA_NAMES, "model.norm.bias": "norm.bias"}
 STARCODER2_LAYER_NAMES = {**LLAMA_LAYER_NAMES, "mlp.c_fc": "feed_forward.w1", "mlp.c_proj": "feed_forward.w2"}
 MIXTRAL_LAYER_NAMES = {**LLAMA_LAYER_NAMES, "block_sparse_moe": "feed_forward"}  # .gate, .experts.E.w1 ...
@@ -160,20 +202,31 @@ class Family:
     gguf_args: dict = dataclasses.field(default_factory=dict)
     gguf_rotate_half: bool = False
     gguf_layer_names: dict = dataclasses.field(default_factory=lambda: GGUF_LAYER_NAMES)  # blk.N.<module> -> ours
+    # ModelArgs -> its config.json, the inverse of read_args (`loading.save_hf_checkpoint`: transformers'
+    # copy of a model in `bench engine`, and tests); the architecture it names is transformers' class.
+    write_config: Callable[[ModelArgs], dict] = mistral_config
+
+    def reads_back(self, args: ModelArgs) -> bool:
+        """Whether this family's config.json of `args` reads back as `args` (it can hold that model)."""
+        try:
+            return self.read_args(self.write_config(args)) == args
+        except (ValueError, KeyError):
+            return False
 
 
 FAMILIES = (
     # Codestral, Mistral-7B, the embedded model: SentencePiece and Codestral's FIM (tokenizer.py).
     Family("mistral", ("MistralForCausalLM", "mistral"), ModelArgs.from_hf_config, ("tokenizer.model", "tokenizer.model.v3")),
-    Family("llama", ("LlamaForCausalLM", "llama"), llama_args, ("tokenizer.json",), gguf_arch="llama"),
+    Family("llama", ("LlamaForCausalLM", "llama"), llama_args, ("tokenizer.json",), gguf_arch="llama",
+           write_config=llama_config),
     Family("qwen2", ("Qwen2ForCausalLM", "qwen2"), qwen2_args, ("tokenizer.json",), gguf_arch="qwen2",
-           gguf_args={"qkv_bias": True}, gguf_rotate_half=True),
+           gguf_args={"qkv_bias": True}, gguf_rotate_half=True, write_config=qwen2_config),
     Family("mixtral", ("MixtralForCausalLM", "mixtral"), mixtral_args, ("tokenizer.model", "tokenizer.json"),
-           layer_names=MIXTRAL_LAYER_NAMES),
+           layer_names=MIXTRAL_LAYER_NAMES, write_config=mixtral_config),
     Family("starcoder2", ("Starcoder2ForCausalLM", "starcoder2"), starcoder2_args, ("tokenizer.json",),
            names=STARCODER2_NAMES, layer_names=STARCODER2_LAYER_NAMES, gguf_arch="starcoder2",
            gguf_args={"norm": "layer", "mlp": "gelu", "qkv_bias": True, "dense_bias": True},
-           gguf_rotate_half=True, gguf_layer_names=STARCODER2_GGUF_LAYER_NAMES),
+           gguf_rotate_half=True, gguf_layer_names=STARCODER2_GGUF_LAYER_NAMES, write_config=starcoder2_config),
 )
 MISTRAL = FAMILIES[0]  # Mistral's own folder format (params.json) is always this family
 
@@ -189,6 +242,16 @@ def family_of(config: dict) -> Family:
                 return family
     known = ", ".join(f.architectures[0] for f in FAMILIES)
     raise ValueError(f"architecture {keys[0]!r} is not supported (supported: {known})")
+
+
+def family_of_args(args: ModelArgs, prefer: Family | None = None) -> Family:
+    """`prefer` (a checkpoint's family) where its config.json holds `args`, else the first family
+    whose does (a random preset's, say): Mistral's for Mistral's layers, Llama for RoPE scaling or
+    tied tables, Qwen2 for q/k/v biases, ...; ValueError if none does."""
+    for family in ((prefer,) if prefer else ()) + FAMILIES:
+        if family.reads_back(args):
+            return family
+    raise ValueError(f"no model family holds these hyper-parameters: {args}")
 
 
 def gguf_family(arch: str) -> Family:

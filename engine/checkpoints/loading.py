@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..config import ModelArgs
 from ..model import Transformer
-from .families import LLAMA_LAYER_NAMES, LLAMA_NAMES, MISTRAL, Family, family_of
+from .families import MISTRAL, Family, family_of
 
 MODELS_DIR = Path(__file__).parent.parent / "models"  # engine/models
 EMBEDDED_MODEL = "codestral-mini"
@@ -179,9 +179,6 @@ def permute_rows(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
 
 
-HF_NAMES, HF_LAYER_NAMES = LLAMA_NAMES, LLAMA_LAYER_NAMES  # Mistral's (engine/checkpoints/families.py)
-
-
 def hf_to_mistral_name(name: str, family: Family = MISTRAL) -> str | None:
     if name in family.names:
         return family.names[name]
@@ -194,22 +191,66 @@ def hf_to_mistral_name(name: str, family: Family = MISTRAL) -> str | None:
     return None  # e.g. rotary inv_freq buffers: not weights
 
 
-def to_hf_state(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
-    """Our state dict in Hugging Face's names and row order (the inverse of the loader's mapping)."""
-    top = {ours: hf for hf, ours in HF_NAMES.items()}
-    layer = {ours: hf for hf, ours in HF_LAYER_NAMES.items()}
+def to_hf_name(name: str, family: Family = MISTRAL) -> str:
+    """Our parameter name in Hugging Face's names of `family`: the inverse of `hf_to_mistral_name`,
+    by the longest of our module names the family maps ("feed_forward" of Mixtral's
+    "feed_forward.experts.0.w1" is "block_sparse_moe"). Where two of its names map onto one of ours
+    (StarCoder2's mlp.c_fc and Llama's mlp.gate_proj), the family's own, listed last, wins."""
+    top = {ours: hf for hf, ours in family.names.items()}
+    if name in top:
+        return top[name]
+    layer = {ours: hf for hf, ours in family.layer_names.items()}
+    _, idx, *parts = name.split(".")  # layers.N.<module>.<leaf>
+    for end in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:end])
+        if module in layer:
+            return ".".join(["model", "layers", idx, layer[module], *parts[end:]])
+    raise ValueError(f"{name!r} has no name in the {family.name} family's checkpoints")
+
+
+def to_hf_state(state: dict[str, torch.Tensor], args: ModelArgs, family: Family = MISTRAL) -> dict[str, torch.Tensor]:
+    """Our state dict in Hugging Face's names and row order of `family` (the inverse of the loader's
+    mapping, `read_tensors`); a tied output table is left out, as transformers saves it."""
     out = {}
     for name, t in state.items():
-        t = t.contiguous()  # an inference model may hold its weights transposed (model.store_weights_transposed)
-        if name in top:
-            out[top[name]] = t
+        if name == "output.weight" and args.tied_embeddings:
             continue
-        _, idx, *module, leaf = name.split(".")
-        module = ".".join(module)
-        if module in ("attention.wq", "attention.wk"):
-            t = permute_rows(t, args.n_heads if module == "attention.wq" else args.n_kv_heads).contiguous()
-        out[f"model.layers.{idx}.{layer[module]}.{leaf}"] = t
+        t = t.contiguous()  # an inference model may hold its weights transposed (model.store_weights_transposed)
+        if t.untyped_storage().nbytes() != t.numel() * t.element_size():
+            t = t.clone()  # a view of a larger tensor (`fuse_step_products`): safetensors writes whole storages
+        module = name.split(".")[-2]
+        if family.rotate_half and module in ("wq", "wk"):
+            heads = args.n_heads if module == "wq" else args.n_kv_heads
+            t = permute_rows(t.view(t.shape[0], -1), heads).view(t.shape).contiguous()  # a weight, or a bias [rows]
+        out[to_hf_name(name, family)] = t
     return out
+
+
+def save_hf_checkpoint(state: dict[str, torch.Tensor], args: ModelArgs, folder: str | Path,
+                       family: Family = MISTRAL, shards: int = 1, extra_config: dict | None = None) -> Path:
+    """Write `state` (ours: a model's state dict) as a Hugging Face folder of `family`: config.json
+    (`Family.write_config`) and model.safetensors, or `shards` files listed in
+    model.safetensors.index.json; a shard's tensors are converted only when it is written, so that
+    one shard's copies are held at a time (a 1.5B float32 model is 6 GB)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {**family.write_config(args), **(extra_config or {})}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    names = sorted(state)
+    if shards == 1:
+        save_file(to_hf_state(state, args, family), str(folder / "model.safetensors"), metadata={"format": "pt"})
+        return folder
+    weight_map = {}
+    for i in range(shards):
+        fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = to_hf_state({n: state[n] for n in names[i::shards]}, args, family)
+        save_file(part, str(folder / fname), metadata={"format": "pt"})
+        weight_map.update({n: fname for n in part})
+        del part
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return folder
 
 
 def read_tensors(ckpt: Checkpoint) -> Iterator[tuple[str, torch.Tensor]]:

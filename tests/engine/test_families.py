@@ -150,9 +150,9 @@ def test_unsupported_rope_scaling_is_one_clear_error(tmp_path):
     config, tokenizer = CASES["llama"]()
     write_hf_model(tmp_path, config, tokenizer)
     data = json.loads((tmp_path / "config.json").read_text())
-    data["rope_parameters"] = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}
+    data["rope_parameters"] = {"rope_type": "longrope", "factor": 4.0, "rope_theta": 1e4}
     (tmp_path / "config.json").write_text(json.dumps(data))
-    with pytest.raises(CheckpointError, match="rope scaling 'yarn' is not supported"):
+    with pytest.raises(CheckpointError, match="rope scaling 'longrope' is not supported"):
         find_checkpoint(tmp_path)
 
 
@@ -320,3 +320,118 @@ def test_yarn_frequencies_and_scale_equal_transformers(rope):
     table = rope_table(128, 3, 1e6, scaling=rope_scaling(config.to_dict()))  # [3, 64] complex
     assert torch.allclose(table[1].angle(), inv_freq.float(), rtol=1e-6, atol=0)
     assert torch.allclose(table.abs(), torch.full((3, 64), float(factor)), rtol=1e-6, atol=0)
+
+
+# -- transformers beside a random model of each family (`bench engine --random-preset`) ------------------
+
+def tiny_preset(**fields):
+    from engine.config import ModelArgs
+
+    base = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16, hidden_dim=96, vocab_size=VOCAB,
+                rope_theta=1e4, max_seq_len=1024)
+    return ModelArgs(**{**base, **fields})
+
+
+# The families' switches as the ~1B presets set them (engine/config.py), at a size a test runs in
+# milliseconds; the Qwen2 one with a table larger than Codestral's tokenizer, as Qwen2.5-Coder's is.
+TINY_PRESETS = {
+    "MistralForCausalLM": lambda: tiny_preset(sliding_window=64),
+    "LlamaForCausalLM": lambda: tiny_preset(n_kv_heads=4, norm_eps=1e-6, rope_theta=1e5,
+                                            rope_scaling={"type": "linear", "factor": 4.0}),
+    "Qwen2ForCausalLM": lambda: tiny_preset(vocab_size=40000, n_kv_heads=1, norm_eps=1e-6, rope_theta=1e6,
+                                            qkv_bias=True, tied_embeddings=True),
+    "MixtralForCausalLM": lambda: tiny_preset(rope_theta=1e6, n_experts=8, n_active_experts=2),
+    "Starcoder2ForCausalLM": lambda: tiny_preset(norm="layer", mlp="gelu", qkv_bias=True, dense_bias=True,
+                                                 tied_embeddings=True, sliding_window=64),
+}
+
+
+def preset_engine(args):
+    from engine.model import store_weights_transposed
+    from engine.testing import preset_tokenizer, random_model
+
+    model = store_weights_transposed(random_model(args, seed=3))  # the layout `bench engine` measures
+    return Engine(model, preset_tokenizer(args.vocab_size))
+
+
+@pytest.mark.parametrize("cls", sorted(TINY_PRESETS))
+def test_transformers_model_is_the_familys_class_with_our_weights(cls):
+    """`peers.transformers_model` (what `bench engine` runs beside us) builds the family's own class
+    from the engine's args and weights: the same model, logits within 1e-4 in float32."""
+    from codestral_lsp.tools.peers import transformers_model
+
+    eng = preset_engine(TINY_PRESETS[cls]())
+    reference = transformers_model(eng)
+    assert type(reference).__name__ == cls
+    for n in (1, 90):
+        ids = prompt(n, seed=n)
+        with torch.no_grad():
+            expected = reference(torch.tensor([ids])).logits[0].float()
+        got = eng.logits(ids)
+        assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4), (cls, (got - expected).abs().max())
+
+
+@pytest.mark.parametrize("cls", sorted(TINY_PRESETS))
+def test_each_family_writes_the_config_it_reads(cls):
+    from engine.checkpoints.families import family_of, family_of_args
+
+    args = TINY_PRESETS[cls]()
+    family = family_of_args(args)
+    config = family.write_config(args)
+    assert config["architectures"] == [cls] and family_of(config) is family
+    assert family.read_args(config) == args
+
+
+def test_family_presets_have_the_published_shapes():
+    """Qwen2.5-Coder-1.5B and DeepSeek-Coder-1.3B as their config.json files give them (parameter
+    counts as published, less Qwen2's q/k/v biases), and Mixtral's small preset beside its dense twin."""
+    from engine.checkpoints.families import family_of_args
+    from engine.config import PRESETS
+
+    qwen, deepseek = PRESETS["qwen2.5-coder-1.5b"], PRESETS["deepseek-coder-1.3b"]
+    assert family_of_args(qwen).name == "qwen2" and qwen.n_params() == 1_543_656_960
+    assert (qwen.dim, qwen.n_layers, qwen.n_heads, qwen.n_kv_heads, qwen.head_dim, qwen.hidden_dim,
+            qwen.vocab_size) == (1536, 28, 12, 2, 128, 8960, 151936)
+    assert family_of_args(deepseek).name == "llama" and deepseek.n_params() == 1_346_471_936
+    assert deepseek.rope_scaling == {"type": "linear", "factor": 4.0} and deepseek.rope_theta == 1e5
+    sparse, dense = PRESETS["mixtral-8x-small"], PRESETS["mixtral-8x-small-active"]
+    assert family_of_args(sparse).name == "mixtral" and 1.0e9 < sparse.n_params() < 1.3e9
+    assert sparse.n_active_experts * sparse.hidden_dim == dense.hidden_dim and dense.n_experts == 0
+    experts = 3 * sparse.dim * sparse.hidden_dim * sparse.n_layers  # one expert's matrices, every layer
+    router = sparse.dim * sparse.n_experts * sparse.n_layers
+    assert sparse.n_params() - dense.n_params() == (sparse.n_experts - sparse.n_active_experts) * experts + router
+
+
+def test_bench_engine_random_preset_beside_transformers(monkeypatch, capsys):
+    """`bench engine --random-preset` of a sparse model with a table larger than Codestral's tokenizer:
+    transformers' Mixtral beside us, and the PyTorch step's cost of 1 and 5 tokens."""
+    from codestral_lsp.cli import main
+    from engine.config import PRESETS
+
+    monkeypatch.setitem(PRESETS, "tiny-mixtral", tiny_preset(vocab_size=40000, n_experts=8))
+    monkeypatch.setitem(PRESETS, "tiny-dense", tiny_preset(vocab_size=40000, hidden_dim=2 * 96))
+    main(["bench", "engine", "--random-preset", "tiny-mixtral", "--prompt-tokens", "24", "--new-tokens", "4",
+          "--step-beside", "tiny-dense", "--repeats", "2", "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    speeds = {"prefill_tokens_per_s", "decode_tokens_per_s"}
+    assert speeds <= set(result["codestral"]) and speeds <= set(result["transformers"]), result.get("transformers")
+    assert result["ratio"] == pytest.approx({k: result["codestral"][k] / result["transformers"][k] for k in speeds})
+    steps = result["step_ms"]
+    assert steps["pytorch_1"] > 0 and steps["cost_5_over_1"] == pytest.approx(steps["pytorch_5"] / steps["pytorch_1"],
+                                                                               abs=0.01)
+    beside = result["step_ms_beside"]  # the sparse model and its dense twin, interleaved
+    assert beside["tiny-mixtral_1"] > 0 and beside["tiny-dense_5"] > 0
+    assert beside["ratio_1"] == pytest.approx(beside["tiny-mixtral_1"] / beside["tiny-dense_1"], rel=0.01)
+
+
+def test_mixtral_decode_row_takes_its_two_experts_directly():
+    """One row (a decode step) skips the gather and scatter of the general path: the same output."""
+    from engine.model import MixtureOfExperts
+
+    torch.manual_seed(0)
+    moe = MixtureOfExperts(tiny_preset(n_experts=8)).eval()
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        together = moe(x[None])[0]  # five rows: the general path
+        alone = torch.cat([moe(x[i:i + 1][None])[0] for i in range(5)])
+    assert torch.allclose(alone, together, atol=1e-6, rtol=1e-5)
