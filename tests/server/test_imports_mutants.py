@@ -19,6 +19,7 @@ def test_an_import_must_end_before_end():
     assert import_spans(TEXT, 10, "python") == [(0, 10)]
     assert import_spans(TEXT, 11, "python") == [(0, 10)]
     assert import_spans("import os", 9, "python") == []   # no newline: not finished
+    assert import_spans("import os", 100, "python") == []
     assert import_spans("import os\n", 100, "python") == [(0, 10)]
 
 
@@ -41,3 +42,8 @@ def test_long_imports_and_the_head():
 def test_a_continuation_backslash_may_have_trailing_spaces():
     text = "import x, \\  \n    y\nz = 1\n"
     assert import_spans(text, len(text), "python") == [(0, 20)]
+
+
+def test_an_import_line_inside_a_bracketed_import_is_part_of_it():
+    text = "from a import (\nimport b,\n)\nimport c\n"
+    assert import_spans(text, len(text), "python") == [(0, 28), (28, 37)]
