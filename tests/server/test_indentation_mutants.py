@@ -41,3 +41,7 @@ def test_the_first_line_counts_and_tab_lines_make_no_step():
 
 def test_the_step_counts_each_growth_and_only_growth():
     assert detect("a\n    b\n      c\n        d\n") == Indentation(True, 2)   # 4 once, 2 twice
+
+
+def test_an_indented_first_line_grows_from_column_zero():
+    assert detect("  a\n") == Indentation(True, 2)

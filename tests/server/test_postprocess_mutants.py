@@ -182,3 +182,17 @@ def test_brackets_in_a_line_comment_are_skipped_to_its_end():
     assert unmatched_closers("x # )\n", "python") == []
     assert unmatched_closers("a\nb # )\n)", "python") == [8]
     assert unmatched_closers("x // )", "go") == []
+
+
+def test_loop_periods_up_to_80_characters():
+    piece = "".join(chr(0x100 + i) for i in range(81))   # no shorter period inside
+    assert _loop_cut(piece[:80] * 3) == 80
+    assert _loop_cut(piece * 3) is None
+
+
+def test_single_line_stops_at_the_first_newline():
+    assert stop_rule("single", "x = ", 4, "python")("1\ny\nz") == 1
+
+
+def test_reindent_leaves_the_first_line_alone_with_spaces_too():
+    assert _reindent("\ta\n\tb", 2, True) == "\ta\n  b"
