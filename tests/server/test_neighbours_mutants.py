@@ -81,3 +81,4 @@ def test_paths_of_uris():
     assert _path("s3://b/a%20b.py") == "a b.py"         # a two-letter scheme is a scheme
     assert _path("file:///x/") == "x"
     assert _path("untitled:") == "untitled:"
+    assert _path("file:///aX") == "aX"
