@@ -33,3 +33,9 @@ def test_patterns_outside_every_root_are_matched_from_the_file_systems_root():
     assert rule.roots == ()
     rule = Exclusion.build(iter(["x"]), {"file:///w": ""})   # any iterable: used for the roots and the rest
     assert rule.excludes("file:///w/x") and rule.excludes("file:///v/x")
+
+
+def test_roots_and_paths_keep_their_other_characters():
+    assert Exclusion.build([], {"file:///srcX": "a.txt\n"}).excludes("file:///srcX/a.txt")
+    assert Exclusion.build(["Xa"]).excludes("file:///Xa")
+    assert Exclusion.build(["private/"]).excludes("file:///private/")   # a folder's uri matches a folder pattern
