@@ -14,6 +14,7 @@ from codestral_lsp.context.exclusion import Exclusion, uri_path
     ("file:///home/me/x", "/home/me/x"), ("file://host/share/x", "/share/x"),
     ("x", "x"), ("/ab", "/ab"), ("c/x:y", "c/x:y"), ("untitled:Untitled-1", "Untitled-1"),
     ("s3://b/a%20b", "/a b"),             # a two-letter scheme is a scheme
+    ("file:///C:", "/c:"), ("X:/a", "/x:/a"),
 ])
 def test_uri_paths(uri, path):
     assert uri_path(uri) == path
