@@ -181,6 +181,8 @@ def test_messages():
     assert parse_message({"role": "user", "content": "x"}, 0) == ("user", "x")
     assert parse_message({"role": "assistant", "content": []}, 0) == ("assistant", "")
     assert parse_message({"role": "system", "content": [{"type": "text", "text": "a"}]}, 0) == ("system", "a")
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    assert parse_message({"role": "user", "content": parts}, 0) == ("user", "ab")
     message = "messages[3] needs a role (system, user or assistant) and a text content"
     for bad in ("hi", {"role": "tool", "content": "x"}, {"content": "x"}, {"role": "user"},
                 {"role": "user", "content": 5}, {"role": "user", "content": [{"type": "image", "text": "a"}]},
