@@ -212,3 +212,12 @@ def test_check_model():
     assert error(exc) == (404, "model_not_found", "model",
                           "model 'other' is not served here; this server answers to 'alias', 'tiny'")
     assert exc.body()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_longer_conversation_and_the_index_of_a_bad_message():
+    roles = ["user", "assistant", "user", "assistant", "user"]
+    call = parse_chat({"messages": [{"role": r, "content": "x"} for r in roles]}, 512)
+    assert call.prompt(FakeEngine()) == [5] + [ord(r[0]) for r in roles]
+    exc = refused(parse_chat, {"messages": [{"role": "user", "content": "x"}, "bad"]}, 512)
+    assert (exc.param, exc.message) == ("messages[1]", "messages[1] needs a role (system, user or assistant) and a "
+                                                       "text content")
