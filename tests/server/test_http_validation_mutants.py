@@ -126,6 +126,7 @@ def test_fim_body():
 
 def test_completion_body():
     call = parse_completion({"prompt": ["ab"], "max_tokens": 3}, 512)
+    assert call.options == {"max_tokens": 3, "temperature": 0.0, "top_p": 1.0, "stop": [], "seed": None}
     assert (call.kind, call.model, call.stream, call.fim) == ("completion", None, False, False)
     assert call.prompt(FakeEngine()) == [1, 97, 98]   # bos and the text, no fill-in-the-middle
     call = parse_completion({"prompt": "ab", "suffix": "c", "model": "m", "stream": True, "logprobs": 0,
