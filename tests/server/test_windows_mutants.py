@@ -1,3 +1,0 @@
-"""Tests written for mutmut's survivors in codestral_lsp/context/windows.py (docs/DEVELOPMENT.md, "Mutation testing")."""
-
-from __future__ import annotations
