@@ -17,7 +17,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-#if defined(__AVX2__)
+#if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
@@ -71,7 +71,7 @@ inline float half_to_float(const uint8_t* p) {
   std::memcpy(&h, p, 2);
 #if defined(__F16C__)
   return _cvtsh_ss(h);  // the same value (conversions to float are exact), one instruction, no branch
-#endif
+#else
   const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
   if (exp == 0) {  // zero and subnormals: man * 2^-24
     const float f = std::ldexp(static_cast<float>(man), -24);
@@ -81,6 +81,7 @@ inline float half_to_float(const uint8_t* p) {
   float f;
   std::memcpy(&f, &bits, 4);
   return f;
+#endif
 }
 
 inline float bf16_to_float(const uint8_t* p) {
