@@ -67,11 +67,12 @@ def pick_dtype(dtype: str, device: torch.device, n_params: int) -> torch.dtype:
 class Engine:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, checkpoint: Checkpoint | None = None,
                  max_context: int | None = None, max_sessions: int = 4, cache_bytes: int | None = None,
-                 prefill_chunk: int = 512):
+                 prefill_chunk: int = 512, kv_dtype: torch.dtype | None = None):
         self.model, self.tokenizer, self.checkpoint = model, tokenizer, checkpoint
         self.args = model.args
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        self.kv_dtype = kv_dtype or self.dtype  # the keys and values a cache holds (`new_cache`)
         self.max_context = min(max_context or 8192, self.args.max_seq_len)
         self.prefill_chunk = prefill_chunk
         self.sessions = CachePool(self.new_cache, max_sessions=max_sessions, max_bytes=cache_bytes)
@@ -110,6 +111,8 @@ class Engine:
             store_weights_transposed(model, output_tables=False)  # the float Linear layers that are left
         if ckpt.format == "gguf":
             ckpt.gguf = None  # the reader's parsed metadata (~50 MB for a 32K vocabulary); the tensors keep the map
+        if gguf_on_cpu:  # float16 keys and values, as llama.cpp keeps them: half the bytes a step reads
+            options.setdefault("kv_dtype", torch.float16)
         engine = cls(model, tokenizer, ckpt, **options)
         if dev.type == "cpu":
             keep_embeddings_in_bfloat16(model)  # after `cls`, which takes the dtype from the first parameter
@@ -189,7 +192,7 @@ class Engine:
         a = self.args
         window = a.sliding_window if a.sliding_window and a.sliding_window < self.max_context else None
         capacity = window + self.prefill_chunk if window else self.max_context
-        return KVCache(a.n_layers, a.n_kv_heads, a.head_dim, capacity, window, self.dtype, self.device)
+        return KVCache(a.n_layers, a.n_kv_heads, a.head_dim, capacity, window, self.kv_dtype, self.device)
 
     def cache_for(self, session: str | None) -> KVCache:
         if session is not None:
@@ -341,6 +344,7 @@ class Engine:
             "tokenizer": str(self.tokenizer.path), "fim": self.tokenizer.supports_fim,
             "instruct": self.instruct,
             "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+            "kv_cache_dtype": str(self.kv_dtype).replace("torch.", ""),
             "weights_mb": round(weights_bytes(self.model) / 2**20, 1),
             "cache_mb_per_session": round(self.new_cache().nbytes / 2**20, 1),
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),

@@ -90,8 +90,8 @@ class KVCache:
 
     def update(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Write k, v [B, H_kv, T, D] into `slots` [T]; return this layer's used keys and values."""
-        self.k[layer].index_copy_(2, slots, k)
-        self.v[layer].index_copy_(2, slots, v)
+        self.k[layer].index_copy_(2, slots, k.to(self.k.dtype))  # a float16 cache under float32 (GGUF)
+        self.v[layer].index_copy_(2, slots, v.to(self.v.dtype))
         return self.k[layer, :, :, : self.used], self.v[layer, :, :, : self.used]  # [B, H_kv, S_used, D]
 
     def reserve(self, tokens: list[int]) -> int:

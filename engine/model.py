@@ -160,6 +160,7 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
         if cache is not None:
             k, v = cache.update(self.layer_id, slots, k, v)  # [B, Hkv, S_used, D]
+            k, v = k.to(q.dtype), v.to(q.dtype)  # a GGUF model's float16 cache: widened exactly; no-ops otherwise
         # Query head h reads KV head h // (n_heads / n_kv_heads); enable_gqa does that without copying
         # the keys and values once per query head.
         gqa = self.n_heads != self.n_kv_heads
@@ -262,6 +263,7 @@ class Transformer(nn.Module):
         self._rope = torch.empty(0, dtype=torch.complex64)  # rope_table rows, grown on demand
         self.output_row_major: torch.Tensor | None = None  # a row-major copy of output.weight: store_weights_transposed
         self.greedy_screen: ScreenedArgmax | None = None  # int8 screening of greedy tokens: store_weights_transposed
+        self.attend_half = None  # compiled attention over a float16 cache (GGUF models): qlinear.attach_kernels
         self.fused = None  # the whole step in one C++ call where it applies (engine/fused.py)
         self.widen_embeddings: torch.dtype | None = None  # the table is narrower: `keep_embeddings_in_bfloat16`
 
@@ -377,6 +379,7 @@ class Transformer(nn.Module):
             x = x.to(self.widen_embeddings)
         # Additive (a boolean mask is converted again in every layer): 0 where j <= pos + i, else -inf.
         mask = None if T == 1 else torch.full((T, pos + T), float("-inf"), dtype=x.dtype, device=device).triu(pos + 1)
+        half_cache = self.attend_half is not None and cache.k.dtype == torch.float16 and cache.k.shape[1] == 1
         for i, layer in enumerate(self.layers):
             a = layer.attention
             h = layer.attention_norm.forward(x)
@@ -391,7 +394,11 @@ class Transformer(nn.Module):
                 k = rotate(a.wk.forward(h).view(T, a.n_kv_heads, -1, 2), rotation)  # [T, H_kv, D]
                 v = a.wv.forward(h).view(T, a.n_kv_heads, -1)  # [T, H_kv, D]
             keys, values = cache.put(i, pos, k.transpose(0, 1), v.transpose(0, 1))  # [1, H_kv, S, D]
-            x = x + a.wo.forward(attend(q, keys[0], values[0], mask))
+            if half_cache:  # one compiled call over the layer's float16 cache (engine/quant_kernels.py)
+                attended = self.attend_half(q.contiguous(), cache.k[i, 0], cache.v[i, 0], pos + T)  # [T, H D]
+            else:
+                attended = attend(q, keys[0], values[0], mask)
+            x = x + a.wo.forward(attended)
             x = x + layer.feed_forward.forward(layer.ffn_norm.forward(x))
         return self.norm.forward(x)  # [T, dim]
 
@@ -426,11 +433,14 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torc
     Query head h reads kv head h // group (group = H / H_kv), so the queries of one kv head are rows
     [group * T] of one matrix product. For a decode step this costs 36 us a layer where SDPA's CPU
     kernel costs 89 (S = 1000, one thread): its per-call setup outweighs a product this small.
-    Softmax runs in float32 whatever the dtype, as SDPA accumulates.
+    Softmax runs in float32 whatever the dtype, as SDPA accumulates. Keys and values of another dtype
+    than q (a GGUF model's float16 cache without its compiled `attend_half`) are widened to q's first:
+    the arithmetic of the general path, so cold and warm runs agree.
     """
     T, H, D = q.shape
     n_kv = keys.shape[0]
     rows = H // n_kv * T
+    keys, values = keys.to(q.dtype), values.to(q.dtype)
     scores = torch.matmul(q.transpose(0, 1).reshape(n_kv, rows, D), keys.transpose(1, 2)).float() * D ** -0.5  # [H_kv, rows, S]
     if mask is not None:
         scores = (scores.view(n_kv, H // n_kv, T, -1) + mask).view(n_kv, rows, -1)

@@ -135,4 +135,6 @@ def attach_kernels(model: nn.Module, kernels) -> str:
             else:
                 module.tile = kernels.dequantize_rows if fits else None
             taken += fits
+    if hasattr(model, "attend_half"):  # a Transformer: its steps over a float16 cache (engine/model.py)
+        model.attend_half = kernels.attend_half if kernels is not None and taken else None
     return "off" if kernels is None else "on" if taken else "none"

@@ -91,3 +91,12 @@ def dequantize_rows(raw: torch.Tensor, qtype, first: int = 0, count: int | None 
     """Rows first .. first+count-1 of raw as float32 [count, K]."""
     count = raw.shape[0] - first if count is None else count
     return _module().dequantize_rows(raw, int(qtype), first, count)
+
+
+def attend_half(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, used: int) -> torch.Tensor:
+    """Attention [T, H * D] float32 of the last T positions' queries q [T, H, D] over a layer's float16
+    keys and values [H_kv, S, D] (a GGUF model's cache), slots 0 .. used-1 holding positions 0 .. used-1;
+    query t (position used - T + t) sees the positions up to its own. A row's result does not depend
+    on T: a decode step and a verification agree exactly (csrc `attend_half`)."""
+    return _module().attend_half(q, keys, values, used)
+

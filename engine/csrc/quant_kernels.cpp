@@ -602,6 +602,98 @@ torch::Tensor dequantize_rows(const torch::Tensor& raw, int64_t qtype, int64_t f
   return out;
 }
 
+// ---- attention over a float16 cache -------------------------------------------------------------
+
+// n halves at p as floats at out (F16C's vector conversion where the CPU has it).
+inline void halves_to_floats(const uint8_t* p, float* out, int64_t n) {
+  int64_t i = 0;
+#if defined(QK_AVX512)
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * i))));
+#elif defined(QK_AVX2)
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i))));
+#endif
+  for (; i < n; ++i) out[i] = half_to_float(p + 2 * i);
+}
+
+// out [T, H * D] float32: attention of the queries q [T, H, D] (float32) of the last T positions over
+// a layer's float16 keys and values [H_kv, S, D] (a GGUF model's cache, engine/kv_cache.py), of which
+// slots 0 .. used-1 hold positions 0 .. used-1. Query t sits at position used - T + t and sees the
+// positions up to its own; query head h reads KV head h / (H / H_kv).
+//
+// Worked example: used = 7, T = 2 (a verification of two tokens after five held): query 0 (position
+// 5) sees slots 0..5, query 1 (position 6) slots 0..6.
+//
+// Each row's arithmetic does not depend on T or on the rows beside it (a score is one `dot_float`,
+// softmax and the weighted sum run over the positions in order), so a decode step and a verification
+// give a position the same output. Scores, softmax and sums are float32, the keys and values widened
+// exactly from float16; one KV head per task of the thread pool.
+torch::Tensor attend_half(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                          int64_t used) {
+  TORCH_CHECK(q.dtype() == torch::kFloat32 && q.dim() == 3 && q.is_contiguous() && q.device().is_cpu(),
+              "q must be a contiguous float32 CPU tensor [T, H, D], got ", q.sizes(), " ", q.dtype());
+  for (const torch::Tensor* t : {&keys, &values})
+    TORCH_CHECK(t->dtype() == torch::kFloat16 && t->dim() == 3 && t->is_contiguous() && t->device().is_cpu(),
+                "keys and values must be contiguous float16 CPU tensors [H_kv, S, D], got ", t->sizes(), " ",
+                t->dtype());
+  const int64_t T = q.size(0), H = q.size(1), D = q.size(2), Hkv = keys.size(0), S = keys.size(1);
+  TORCH_CHECK(values.sizes() == keys.sizes() && keys.size(2) == D && Hkv > 0 && H % Hkv == 0,
+              "q ", q.sizes(), " does not fit keys ", keys.sizes(), " and values ", values.sizes());
+  TORCH_CHECK(T >= 1 && used >= T && used <= S, "used = ", used, " must lie in [T, S] = [", T, ", ", S, "]");
+  const int64_t group = H / Hkv, rows = group * T;
+  torch::Tensor out = torch::empty({T, H * D}, torch::kFloat32);
+  const float* qp = q.data_ptr<float>();
+  const auto* kp = reinterpret_cast<const uint8_t*>(keys.data_ptr());
+  const auto* vp = reinterpret_cast<const uint8_t*>(values.data_ptr());
+  float* op = out.data_ptr<float>();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  at::parallel_for(0, Hkv, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> qh(rows * D), p(rows * used), acc(rows * D), v(D), total(rows);
+    float res[kGroup];
+    for (int64_t h = begin; h < end; ++h) {
+      // Row r = j * T + t: query head h * group + j of token t.
+      for (int64_t j = 0; j < group; ++j)
+        for (int64_t t = 0; t < T; ++t)
+          std::memcpy(&qh[(j * T + t) * D], qp + (t * H + h * group + j) * D, D * sizeof(float));
+      const uint8_t* kh = kp + h * S * D * 2;
+      const uint8_t* vh = vp + h * S * D * 2;
+      for (int64_t s = 0; s < used; ++s)
+        for (int64_t r0 = 0; r0 < rows; r0 += kGroup) {
+          const int n = static_cast<int>(std::min<int64_t>(kGroup, rows - r0));
+          dot_group(n, kF16, kh + s * D * 2, static_cast<int>(D), qh.data(), Activations{}, static_cast<int>(r0), res);
+          for (int r = 0; r < n; ++r) p[(r0 + r) * used + s] = res[r] * scale;
+        }
+      for (int64_t r = 0; r < rows; ++r) {  // softmax over the positions row r sees
+        float* pr = &p[r * used];
+        const int64_t seen = used - T + r % T + 1;
+        float top = pr[0];
+        for (int64_t s = 1; s < seen; ++s) top = std::max(top, pr[s]);
+        float sum = 0.0f;
+        for (int64_t s = 0; s < seen; ++s) sum += (pr[s] = std::exp(pr[s] - top));
+        for (int64_t s = seen; s < used; ++s) pr[s] = 0.0f;
+        total[r] = sum;
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t s = 0; s < used; ++s) {
+        halves_to_floats(vh + s * D * 2, v.data(), D);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float w = p[r * used + s];
+          float* a = &acc[r * D];
+          for (int64_t d = 0; d < D; ++d) a[d] += w * v[d];
+        }
+      }
+      for (int64_t j = 0; j < group; ++j)
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t r = j * T + t;
+          float* o = op + t * H * D + (h * group + j) * D;
+          for (int64_t d = 0; d < D; ++d) o[d] = acc[r * D + d] / total[r];
+        }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -609,4 +701,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("step_rows") = kMaxRows;  // up to this many rows a call is a step (small tiles), beyond a prefill
   m.def("qmatmul", &qmatmul, "out[rows, N] = x[rows, K] @ dequant(raw)^T");
   m.def("dequantize_rows", &dequantize_rows, "rows first..first+count of raw as float32 [count, K]");
+  m.def("attend_half", &attend_half, "attention of q [T, H, D] over float16 keys and values [H_kv, S, D], slots < used");
 }

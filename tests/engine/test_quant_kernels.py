@@ -285,3 +285,64 @@ def test_the_worked_examples_of_the_docstring(kernels):
         np.testing.assert_array_equal(ours.numpy(), quants.dequantize(raw, qtype)[0])
         for i, value in expected.items():
             assert abs(ours[i].item() - value) < 2e-3, (qtype.name, i)
+
+
+def attention_reference(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, used: int) -> torch.Tensor:
+    """Plain float64 attention: query t at position used - T + t over slots 0..its position, query head
+    h over KV head h // (H / H_kv)."""
+    T, H, D = q.shape
+    group = H // keys.shape[0]
+    out = torch.empty(T, H, D, dtype=torch.float64)
+    for t in range(T):
+        seen = used - T + t + 1
+        for h in range(H):
+            k, v = keys[h // group, :seen].double(), values[h // group, :seen].double()
+            weights = torch.softmax(k @ q[t, h].double() / D ** 0.5, dim=0)
+            out[t, h] = weights @ v
+    return out.reshape(T, H * D)
+
+
+ATTENTION_SHAPES = [(1, 16, 4, 128, 40, 40), (5, 8, 2, 72, 64, 30), (16, 4, 4, 16, 20, 20), (3, 6, 3, 40, 10, 3)]
+
+
+@pytest.mark.parametrize("T,H,H_kv,D,S,used", ATTENTION_SHAPES)
+def test_attention_over_a_half_cache_against_float64(kernels, T, H, H_kv, D, S, used):
+    """`attend_half` (a GGUF model's steps over its float16 cache) against plain float64 attention on the
+    same float16 keys and values, for one query and verifications, grouped heads, head sizes that are
+    not a multiple of the vector width, slots past `used` (stale: never read) and a first chunk (used = T);
+    and each row exactly what a call for that row alone gives it (a decode step agrees with a verification)."""
+    gen = torch.Generator().manual_seed(T * 100 + D)
+    q = torch.randn(T, H, D, generator=gen) * 2
+    keys, values = (torch.randn(H_kv, S, D, generator=gen).half() for _ in range(2))
+    keys[:, used:], values[:, used:] = float("nan"), float("nan")  # stale slots: never read
+    got = kernels.attend_half(q, keys, values, used)
+    expected = attention_reference(q, keys, values, used)
+    assert got.dtype == torch.float32 and got.shape == (T, H * D)
+    assert torch.allclose(got.double(), expected, rtol=0, atol=2e-6 * float(values[:, :used].abs().max()))
+    for t in range(T):
+        alone = kernels.attend_half(q[t:t + 1].contiguous(), keys, values, used - T + t + 1)
+        assert torch.equal(alone[0], got[t]), t
+
+
+@pytest.mark.parametrize("flags", ["-mno-avx512f", "-mno-avx2 -mno-fma"], ids=["avx2", "plain"])
+def test_the_narrower_paths_attend_alike(module, flags):
+    other = build(flags)
+    T, H, H_kv, D, S, used = ATTENTION_SHAPES[1]
+    gen = torch.Generator().manual_seed(5)
+    q, keys, values = torch.randn(T, H, D, generator=gen), torch.randn(H_kv, S, D).half(), torch.randn(H_kv, S, D).half()
+    expected = attention_reference(q, keys, values, used)
+    assert torch.allclose(other.attend_half(q, keys, values, used).double(), expected, rtol=0, atol=1e-5)
+
+
+def test_attention_refuses_what_does_not_fit(kernels):
+    q, cache = torch.randn(2, 4, 16), torch.zeros(2, 8, 16, dtype=torch.float16)
+    with pytest.raises(RuntimeError, match="float16"):
+        kernels.attend_half(q, cache.float(), cache.float(), 4)
+    with pytest.raises(RuntimeError, match="must lie in"):
+        kernels.attend_half(q, cache, cache, 9)
+    with pytest.raises(RuntimeError, match="must lie in"):
+        kernels.attend_half(q, cache, cache, 1)
+    with pytest.raises(RuntimeError, match="does not fit"):
+        kernels.attend_half(torch.randn(2, 3, 16), cache, cache, 4)
+    with pytest.raises(RuntimeError, match="contiguous float32"):
+        kernels.attend_half(q.transpose(0, 1), cache, cache, 4)
