@@ -10,7 +10,8 @@ import pytest
 
 from codestral_lsp.context import profile
 from codestral_lsp.context.lines import LineRanker
-from codestral_lsp.context.windows import _closest_fit, _fitting_imports, _prefix_cut, _suffix_cut, best_cut, fim_window, range_starts
+from codestral_lsp.context.windows import (_closest_fit, _fitting_imports, _prefix_cut, _suffix_cut, best_cut, chunk_chars,
+                                           fim_window, first_true, range_starts)
 
 chars = len  # one token a character: budgets below are character counts
 
@@ -134,3 +135,71 @@ def test_an_import_that_ends_where_the_window_starts_is_kept():
     w = fim_window(text, 48, "python", 46, 0, chars)
     assert (w.prefix_start, w.prefix) == (39, "import bb\ndef f():\n")
 
+
+
+def test_first_true_against_a_scan_and_its_gallop():
+    for lo in range(4):
+        for hi in range(lo - 1, 9):
+            for first in range(lo, hi + 2):  # hi + 1: pred is false everywhere
+                for guess in range(-2, 11):
+                    expected = first if first <= hi else None
+                    assert first_true(lo, hi, guess, lambda k: k >= first) == expected, (lo, hi, first, guess)
+    # The calls a search makes: from the guess in steps of 1, 2, 4, ... then halving (the docstring's cost).
+    for guess, expected in [(10, [10, 11, 13, 17, 25, 41, 73, 57, 49, 53, 51, 50]),
+                            (90, [90, 89, 87, 83, 75, 59, 27, 43, 51, 47, 49, 50])]:
+        calls = []
+        assert first_true(0, 100, guess, lambda k: calls.append(k) or k >= 50) == 50
+        assert calls == expected
+
+
+DENSE = {"two a char": lambda s: 2 * len(s), "a char": len, "a third": lambda s: -(-len(s) // 3)}
+
+
+def chunked_prefix_start(offset: int, budget: int, count) -> int:
+    """`_prefix_start` on one long line, where chunk k's cut is its start k * size: the earliest that fits,
+    else the first of the halving distances below a chunk that fits, else the cursor."""
+    if offset == 0:
+        return 0
+    size = chunk_chars(budget)
+    fits = lambda c: count("x" * (offset - c)) <= budget  # noqa: E731
+    cuts = [k * size for k in range((offset - 1) // size + 1) if fits(k * size)]
+    if cuts:
+        return cuts[0]
+    return next((c for c in (max(0, offset - (size >> i)) for i in range(1, size.bit_length())) if fits(c)), offset)
+
+
+def chunked_suffix_end(length: int, offset: int, budget: int, count) -> int:
+    """`_suffix_end` on one long line after the cursor: chunk j ends at offset + (j + 1) * size (or the end of
+    the text); the latest end before the first that does not fit, else the halving distances, else the cursor."""
+    if budget <= 0 or offset == length:
+        return offset
+    size = chunk_chars(budget)
+    ends = [min(offset + (j + 1) * size, length) for j in range((length - offset - 1) // size + 1)]
+    fits = lambda e: count("x" * (e - offset)) <= budget  # noqa: E731
+    over = next((j for j, e in enumerate(ends) if not fits(e)), None)
+    if over is None:
+        return ends[-1]
+    if over > 0:
+        return ends[over - 1]
+    return next((e for e in (min(length, offset + (size >> i)) for i in range(1, size.bit_length())) if fits(e)), offset)
+
+
+@pytest.mark.parametrize("name", DENSE)
+def test_window_edges_on_long_lines_against_the_chunk_rule(name):
+    count = DENSE[name]
+    before = "x" * 200 + "\ny = 1\n"  # the cursor in the long first line: the next newline lies after it
+    after = "y = 1\n" + "x" * 200  # the cursor in the long last line: a newline lies before it
+    for budget in range(0, 41):
+        for offset in [*range(10), *range(10, 201, 3)]:
+            w = fim_window(before, offset, "python", budget, 0, count)
+            assert w.prefix_start == chunked_prefix_start(offset, budget, count), (budget, offset)
+        for offset in range(6, len(after) + 1, 3):
+            w = fim_window(after, offset, "python", 1, budget, count)
+            assert w.suffix_end == chunked_suffix_end(len(after), offset, budget, count), (budget, offset)
+
+
+def test_each_candidate_is_counted_once():
+    text = "".join(f"    v{i} = {i}  # {'x' * (i % 7)}\n" for i in range(300))
+    counted = []
+    fim_window(text, len(text) // 2, "python", 200, 100, lambda s: counted.append(s) or len(s) // 3 + 1)
+    assert len(counted) == len(set(counted)) > 3
