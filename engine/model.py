@@ -264,6 +264,7 @@ class Transformer(nn.Module):
         self.output_row_major: torch.Tensor | None = None  # a row-major copy of output.weight: store_weights_transposed
         self.greedy_screen: ScreenedArgmax | None = None  # int8 screening of greedy tokens: store_weights_transposed
         self.attend_half = None  # compiled attention over a float16 cache (GGUF models): qlinear.attach_kernels
+        self.quant_step = None  # a GGUF model's `step_hidden` as one compiled call: qlinear.compiled_step
         self.fused = None  # the whole step in one C++ call where it applies (engine/fused.py)
         self.widen_embeddings: torch.dtype | None = None  # the table is narrower: `keep_embeddings_in_bfloat16`
 
@@ -380,6 +381,8 @@ class Transformer(nn.Module):
         # Additive (a boolean mask is converted again in every layer): 0 where j <= pos + i, else -inf.
         mask = None if T == 1 else torch.full((T, pos + T), float("-inf"), dtype=x.dtype, device=device).triu(pos + 1)
         half_cache = self.attend_half is not None and cache.k.dtype == torch.float16 and cache.k.shape[1] == 1
+        if half_cache and self.quant_step is not None:  # a GGUF model's whole step in one compiled call
+            return self.quant_step(x, rotation, pos, cache)
         for i, layer in enumerate(self.layers):
             a = layer.attention
             h = layer.attention_norm.forward(x)

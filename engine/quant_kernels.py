@@ -6,7 +6,8 @@ step, a speculative verification, or a whole prefill (the matrix then passes thr
 tiles that every row meets, so it is read from memory once a call). The activations are quantized per block to
 int8 once per call and each weight block meets them in integer dot products (AVX-512 VNNI, AVX2, or
 plain loops; `isa()`), the weights read once for all rows. `dequantize_rows` widens rows to
-float32 (embedding lookups). The extension is compiled on demand like the fused step
+float32 (embedding lookups). `attend_half` is a step's attention over a GGUF model's float16 KV cache,
+and `gguf_step` a whole llama/qwen2 step (norms, products, rotations, attention) in one call. The extension is compiled on demand like the fused step
 (engine/fused.py `Extension`: once per machine, into the cache; CODESTRAL_LSP_FUSED=off turns it off).
 
 Block layouts (ggml's; all numbers little-endian, `f16` an IEEE half; the examples' results are exact
@@ -99,4 +100,11 @@ def attend_half(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, used:
     query t (position used - T + t) sees the positions up to its own. A row's result does not depend
     on T: a decode step and a verification agree exactly (csrc `attend_half`)."""
     return _module().attend_half(q, keys, values, used)
+
+
+def gguf_step(x, rotation, pos, n_heads, n_kv_heads, eps, matrices, qtypes, biases, norms, cache_k, cache_v):
+    """engine/model.py `step_hidden` of a llama or qwen2 GGUF model in one compiled call, bitwise its
+    result (csrc `gguf_step`; `qlinear.compiled_step` gathers the arguments)."""
+    return _module().gguf_step(x, rotation, pos, n_heads, n_kv_heads, eps, matrices, qtypes, biases, norms,
+                               cache_k, cache_v)
 

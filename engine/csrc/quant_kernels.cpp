@@ -694,6 +694,61 @@ torch::Tensor attend_half(const torch::Tensor& q, const torch::Tensor& keys, con
   return out;
 }
 
+// ---- a decode step of a GGUF model ----------------------------------------------------------------
+
+// x [T, in] float32 times a GGUF matrix (+ its bias, when it has one: an empty tensor otherwise).
+torch::Tensor product(const torch::Tensor& x, const torch::Tensor& raw, int64_t qtype, const torch::Tensor& bias) {
+  torch::Tensor out = torch::empty({x.size(0), raw.size(0)}, torch::kFloat32);
+  qmatmul(x.contiguous(), raw, qtype, out);
+  if (bias.defined() && bias.numel()) out += bias;
+  return out;
+}
+
+// Queries or keys [T, heads * D] rotated by `rotation` [T, 1, D/2] complex64 -> [T, heads, D].
+torch::Tensor rotated(const torch::Tensor& x, int64_t heads, const torch::Tensor& rotation) {
+  const int64_t T = x.size(0);
+  return torch::view_as_real(torch::view_as_complex(x.view({T, heads, -1, 2})) * rotation).flatten(-2);
+}
+
+// The final normed hidden states [T, dim] of T tokens at positions pos .. pos+T-1 of a linear float16
+// cache (positions claimed already), from their embeddings x [T, dim]: engine/model.py `step_hidden`
+// for a llama or qwen2 GGUF model, the same operations in the same order, so its result is bitwise
+// that of the Python step, without the interpreter between them (~20 ms a step of a 1B model, which
+// the second thread could not share). Per layer l, matrices[7 l .. 7 l + 6] are wq, wk, wv, wo, w1,
+// w3, w2 ([N, row_bytes] blocks of type qtypes[...]) and biases[3 l .. 3 l + 2] those of wq, wk, wv
+// (empty tensors for none); norms[2 l], norms[2 l + 1] the attention and FFN norms, norms.back() the
+// final one.
+torch::Tensor gguf_step(torch::Tensor x, const torch::Tensor& rotation, int64_t pos, int64_t n_heads,
+                        int64_t n_kv_heads, double eps, const std::vector<torch::Tensor>& matrices,
+                        const std::vector<int64_t>& qtypes, const std::vector<torch::Tensor>& biases,
+                        const std::vector<torch::Tensor>& norms, const torch::Tensor& cache_k,
+                        const torch::Tensor& cache_v) {
+  const int64_t layers = static_cast<int64_t>(norms.size() - 1) / 2, T = x.size(0), dim = x.size(1);
+  TORCH_CHECK(layers >= 1 && static_cast<int64_t>(matrices.size()) == 7 * layers &&
+              static_cast<int64_t>(qtypes.size()) == 7 * layers && static_cast<int64_t>(biases.size()) == 3 * layers,
+              "a GGUF step needs 7 matrices, 3 biases and 2 norms a layer");
+  TORCH_CHECK(cache_k.dim() == 5 && cache_k.size(0) == layers && cache_k.size(1) == 1 && pos + T <= cache_k.size(3),
+              "the cache ", cache_k.sizes(), " does not hold ", layers, " layers to position ", pos + T - 1);
+  for (int64_t l = 0; l < layers; ++l) {
+    const torch::Tensor* m = &matrices[7 * l];
+    const int64_t* q = &qtypes[7 * l];
+    const torch::Tensor* b = &biases[3 * l];
+    torch::Tensor h = at::rms_norm(x, {dim}, norms[2 * l], eps);
+    torch::Tensor queries = rotated(product(h, m[0], q[0], b[0]), n_heads, rotation);  // [T, H, D]
+    torch::Tensor keys = rotated(product(h, m[1], q[1], b[1]), n_kv_heads, rotation);  // [T, H_kv, D]
+    torch::Tensor values = product(h, m[2], q[2], b[2]).view({T, n_kv_heads, -1});    // [T, H_kv, D]
+    torch::Tensor layer_k = cache_k.select(0, l).select(0, 0), layer_v = cache_v.select(0, l).select(0, 0);
+    layer_k.narrow(1, pos, T).copy_(keys.transpose(0, 1));
+    layer_v.narrow(1, pos, T).copy_(values.transpose(0, 1));
+    torch::Tensor attended = attend_half(queries.contiguous(), layer_k, layer_v, pos + T);  // [T, H D]
+    x = x + product(attended, m[3], q[3], torch::Tensor());
+    h = at::rms_norm(x, {dim}, norms[2 * l + 1], eps);
+    torch::Tensor gated = at::silu(product(h, m[4], q[4], torch::Tensor())) * product(h, m[5], q[5], torch::Tensor());
+    x = x + product(gated, m[6], q[6], torch::Tensor());
+  }
+  return at::rms_norm(x, {dim}, norms.back(), eps);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -701,5 +756,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("step_rows") = kMaxRows;  // up to this many rows a call is a step (small tiles), beyond a prefill
   m.def("qmatmul", &qmatmul, "out[rows, N] = x[rows, K] @ dequant(raw)^T");
   m.def("dequantize_rows", &dequantize_rows, "rows first..first+count of raw as float32 [count, K]");
+  m.def("gguf_step", &gguf_step, "final normed hidden states [T, dim] of a llama/qwen2 GGUF model's step");
   m.def("attend_half", &attend_half, "attention of q [T, H, D] over float16 keys and values [H_kv, S, D], slots < used");
 }

@@ -200,3 +200,37 @@ def test_dequantized_at_load_is_the_block_model(files, kind):
     assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
     with torch.inference_mode():
         assert torch.allclose(half(ids).float(), expected, rtol=0, atol=0.05 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("arch, kind", [("llama", "q8_0"), ("llama", "q4_k_m"), ("qwen2", "q8_0"),
+                                        ("starcoder2", "q8_0")])
+def test_the_compiled_step_is_bitwise_the_python_step(files, arch, kind, monkeypatch, tmp_path):
+    """A GGUF model's decode step and verification in one compiled call (qlinear.compiled_step) give the
+    hidden states and the cache's keys and values of the Python step exactly, for llama and qwen2 (q/k/v
+    biases) files; StarCoder2 (LayerNorm, GELU) keeps the Python step."""
+    from gguf_util import write_qwen2_gguf
+
+    monkeypatch.setenv("CODESTRAL_LSP_FUSED", "auto")
+    source = files[1] if arch == "llama" else write_qwen2_gguf(tmp_path, arch=arch)[0]
+    eng = Engine.load(quantize(source, tmp_path / f"{arch}-{kind}.gguf", kind), device="cpu")
+    eng.use_fused_step(build=True)
+    model = eng.model
+    if arch == "starcoder2":
+        assert model.attend_half is not None and model.quant_step is None
+        return
+    assert model.quant_step is not None and eng.new_cache().k.dtype == torch.float16
+    prompt = list(range(5, 45))
+    for rows in (1, 5):
+        caches = []
+        for compiled in (True, False):
+            step, model.quant_step = model.quant_step, model.quant_step if compiled else None
+            cache = eng.new_cache()
+            with torch.inference_mode():
+                model.run(prompt, cache, "last")
+                cache.reserve(prompt[:rows])
+                hidden = model.step_hidden(prompt[:rows], cache)
+            model.quant_step = step
+            caches.append((hidden, cache.k.clone(), cache.v.clone()))
+        (h1, k1, v1), (h2, k2, v2) = caches
+        assert torch.equal(h1, h2) and torch.equal(k1, k2) and torch.equal(v1, v2), rows
+        assert h1.shape == (rows, eng.args.dim) and h1.abs().sum() > 0
