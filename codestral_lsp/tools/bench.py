@@ -382,7 +382,7 @@ def _cache_bytes(engine) -> int:
     a = engine.args  # the capacity as new_cache sets it: the window's or the context's
     window = a.sliding_window if a.sliding_window and a.sliding_window < engine.max_context else None
     capacity = window + engine.prefill_chunk if window else engine.max_context
-    return 2 * a.n_layers * a.n_kv_heads * capacity * a.head_dim * torch.empty((), dtype=engine.dtype).element_size()
+    return 2 * a.n_layers * a.n_kv_heads * capacity * a.head_dim * torch.empty((), dtype=engine.kv_dtype).element_size()
 
 
 def rss_mb_now() -> float | None:

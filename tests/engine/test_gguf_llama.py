@@ -219,6 +219,9 @@ def test_the_compiled_step_is_bitwise_the_python_step(files, arch, kind, monkeyp
         assert model.attend_half is not None and model.quant_step is None
         return
     assert model.quant_step is not None and eng.new_cache().k.dtype == torch.float16
+    from codestral_lsp.tools.bench import _cache_bytes
+
+    assert _cache_bytes(eng) == eng.new_cache().nbytes  # what `bench engine` reports as the KV cache
     prompt = list(range(5, 45))
     for rows in (1, 5):
         caches = []
