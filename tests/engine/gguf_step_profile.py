@@ -1,6 +1,7 @@
 """Where a GGUF model's decode step goes: wall milliseconds of a one-token greedy step after a prompt,
-and of it the quantized products (`QuantLinear.multiply`, by matrix shape and type); the rest is
-attention, norms, RoPE and Python. docs/DEVELOPMENT.md quotes it.
+with the compiled step (`qlinear.compiled_step`) and with the Python step it replaces, and of the
+Python step the quantized products (`QuantLinear.multiply`, by matrix shape and type); the rest is
+attention, norms, RoPE and the interpreter. docs/DEVELOPMENT.md quotes it.
 
     python tests/engine/gguf_step_profile.py FILE.gguf [PROMPT_TOKENS=1500] [THREADS=2]
 """
@@ -30,9 +31,10 @@ def timed(self, x):
 qlinear.QuantLinear.multiply = timed
 prompt = torch.randint(100, engine.args.vocab_size, (prompt_tokens,), generator=torch.Generator().manual_seed(0)).tolist()
 cache, steps = engine.new_cache(), 20
-with torch.inference_mode():
-    engine.model.run(prompt, cache, "last")
-    base = len(cache.tokens)
+compiled = engine.model.quant_step
+
+
+def step_ms() -> float:
     for _ in range(3):  # warm-up
         engine.model.run(prompt[:1], cache, "greedy")
         cache.rollback(base)
@@ -41,8 +43,17 @@ with torch.inference_mode():
     for _ in range(steps):
         engine.model.run(prompt[:1], cache, "greedy")
         cache.rollback(base)
-    step_ms = (time.perf_counter() - started) / steps * 1000
-print(f"step {step_ms:.1f} ms after {prompt_tokens} tokens, {torch.get_num_threads()} threads; "
-      f"products {sum(spent.values()) / steps * 1000:.1f} ms")
+    return (time.perf_counter() - started) / steps * 1000
+
+
+with torch.inference_mode():
+    engine.model.run(prompt, cache, "last")
+    base = len(cache.tokens)
+    one_call = step_ms() if compiled is not None else None
+    engine.model.quant_step = None
+    python_step = step_ms()
+print(f"step {python_step:.1f} ms after {prompt_tokens} tokens, {torch.get_num_threads()} threads; "
+      f"products {sum(spent.values()) / steps * 1000:.1f} ms; compiled step: "
+      f"{f'{one_call:.1f} ms' if one_call is not None else 'not for this model'}")
 for (n, k, kind), seconds in sorted(spent.items(), key=lambda item: -item[1]):
     print(f"  {kind} {n}x{k}: {seconds / steps * 1000:.2f} ms")
