@@ -555,7 +555,8 @@ void qmatmul(const torch::Tensor& x, const torch::Tensor& raw, int64_t qtype, to
   // Q8_0) would not. A prefill: tiles of ~256 KB that stay in L2 while every group of its rows passes,
   // so the matrix comes from memory once per call, not once per 16 rows. A row's result is the same
   // either way: groups start at multiples of kGroup and each row's sum runs in the same order.
-  const int64_t kTile = rows <= kMaxRows ? 32 : std::clamp<int64_t>((256 << 10) / row_bytes, 16, 512);
+  const bool step = rows <= kMaxRows;
+  const int64_t kTile = step ? 32 : std::clamp<int64_t>((256 << 10) / row_bytes, 16, 512);
   at::parallel_for(0, N, kTile, [&](int64_t begin, int64_t end) {
     float res[kGroup];
     for (int64_t tile = begin; tile < end; tile += kTile) {
@@ -563,7 +564,7 @@ void qmatmul(const torch::Tensor& x, const torch::Tensor& raw, int64_t qtype, to
         const int group = static_cast<int>(std::min<int64_t>(kGroup, rows - r0));
         for (int64_t n = tile; n < std::min(end, tile + kTile); ++n) {
 #if defined(QK_AVX2) || defined(QK_AVX512)
-          if (r0 == 0 && n + kAhead < end)  // the rows kAhead below this one, on their way from memory
+          if (step && r0 == 0 && n + kAhead < end)  // a step streams the matrix: the rows kAhead below, on their way
             for (int64_t b = 0; b < row_bytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(w + (n + kAhead) * row_bytes + b), _MM_HINT_T0);
 #endif
           dot_group(group, static_cast<int>(qtype), w + n * row_bytes, static_cast<int>(K), xp, a, r0, res);
