@@ -214,8 +214,8 @@ def test_bench_engine_puts_llama_cpp_beside_us_on_a_gguf_file(checkpoint, tmp_pa
     assert steps["quant_1"] > 0 and steps["cost_5_over_1"] == pytest.approx(steps["quant_5"] / steps["quant_1"], abs=0.01)
     memory = result["memory"]
     assert memory["file_mb"] == round(path.stat().st_size / 2**20, 1)
-    a = Engine.load(path, device="cpu").args  # one float32 cache of max_seq_len positions: k and v
-    assert memory["kv_cache_mb"] == round(2 * a.n_layers * a.n_kv_heads * a.max_seq_len * a.head_dim * 4 / 2**20, 1)
+    a = Engine.load(path, device="cpu").args  # one float16 cache of max_seq_len positions: k and v
+    assert memory["kv_cache_mb"] == round(2 * a.n_layers * a.n_kv_heads * a.max_seq_len * a.head_dim * 2 / 2**20, 1)
     assert 0 < memory["rss_before_load_mb"] <= memory["rss_after_load_mb"] <= memory["rss_after_run_mb"] * 1.05
     assert memory["rss_over_file_plus_cache"] == pytest.approx(
         memory["rss_after_run_mb"] / (memory["file_mb"] + memory["kv_cache_mb"]), rel=0.01)
