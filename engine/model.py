@@ -378,11 +378,13 @@ class Transformer(nn.Module):
             else self.tok_embeddings(torch.tensor(tokens, device=device))  # [T, dim] (a GGUF table: engine/qlinear.py)
         if self.widen_embeddings is not None:
             x = x.to(self.widen_embeddings)
-        # Additive (a boolean mask is converted again in every layer): 0 where j <= pos + i, else -inf.
-        mask = None if T == 1 else torch.full((T, pos + T), float("-inf"), dtype=x.dtype, device=device).triu(pos + 1)
         half_cache = self.attend_half is not None and cache.k.dtype == torch.float16 and cache.k.shape[1] == 1
         if half_cache and self.quant_step is not None:  # a GGUF model's whole step in one compiled call
             return self.quant_step(x, rotation, pos, cache)
+        # Additive (a boolean mask is converted again in every layer): 0 where j <= pos + i, else -inf.
+        # `attend_half` masks by position itself.
+        mask = None if T == 1 or half_cache else \
+            torch.full((T, pos + T), float("-inf"), dtype=x.dtype, device=device).triu(pos + 1)
         for i, layer in enumerate(self.layers):
             a = layer.attention
             h = layer.attention_norm.forward(x)

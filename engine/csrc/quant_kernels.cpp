@@ -657,6 +657,7 @@ torch::Tensor attend_half(const torch::Tensor& q, const torch::Tensor& keys, con
   at::parallel_for(0, Hkv, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> qh(rows * D), p(rows * used), acc(rows * D), v(D), total(rows);
     float res[kGroup];
+    const Activations unused;  // float16 keys multiply float32 rows as they are
     for (int64_t h = begin; h < end; ++h) {
       // Row r = j * T + t: query head h * group + j of token t.
       for (int64_t j = 0; j < group; ++j)
@@ -667,7 +668,7 @@ torch::Tensor attend_half(const torch::Tensor& q, const torch::Tensor& keys, con
       for (int64_t s = 0; s < used; ++s)
         for (int64_t r0 = 0; r0 < rows; r0 += kGroup) {
           const int n = static_cast<int>(std::min<int64_t>(kGroup, rows - r0));
-          dot_group(n, kF16, kh + s * D * 2, static_cast<int>(D), qh.data(), Activations{}, static_cast<int>(r0), res);
+          dot_group(n, kF16, kh + s * D * 2, static_cast<int>(D), qh.data(), unused, static_cast<int>(r0), res);
           for (int r = 0; r < n; ++r) p[(r0 + r) * used + s] = res[r] * scale;
         }
       for (int64_t r = 0; r < rows; ++r) {  // softmax over the positions row r sees

@@ -60,7 +60,7 @@ def prefix_cut_oracle(text, lo, hi, offset, ranker):
     starts = starts_oracle(text, lo, hi)
     if starts:
         return min(starts, key=lambda p: (ranker.rank(p), p))
-    later = [p for p in starts_oracle(text, lo + 1, offset + 1)]
+    later = starts_oracle(text, lo + 1, offset + 1)
     return later[0] if later else lo
 
 
@@ -70,7 +70,7 @@ def suffix_cut_oracle(text, offset, lo, hi, ranker):
     starts = starts_oracle(text, lo + 1, hi + 1)
     if starts:
         return min(starts, key=lambda p: (ranker.rank(p), -p))
-    before = [p for p in starts_oracle(text, offset + 1, lo + 1)]
+    before = starts_oracle(text, offset + 1, lo + 1)
     return before[-1] if before else hi
 
 
